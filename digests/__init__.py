@@ -1,0 +1,1 @@
+"""Digests, initiatives and the fortnightly What's New."""

@@ -1,0 +1,269 @@
+"""The site's settings: `listserv.toml` read once into frozen dataclasses.
+
+Reads the TOML file; writes nothing. Every section checks its own keys:
+unknown keys, wrong types and bad values raise ConfigError naming the file,
+the section, the key and how to fix it. Defaults live here and, with a
+comment each, in the shipped `config/listserv.toml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from listserv.errors import ConfigError
+
+LANGUAGES = ("en", "fr", "es", "pt")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                     r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_LANG = re.compile(r"^[a-z]{2,3}$")
+
+
+def parse_duration(text: str) -> int:
+    """'90s', '5m', '2h', '3d' -> seconds; ValueError otherwise."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"'{text}' is not a duration like '30s', '5m', '2h' or '3d'")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """'host:port' -> (host, port); ValueError with an example otherwise."""
+    match = _HOSTPORT.match(text.strip())
+    if not match or not 0 <= int(match.group(2)) <= 65535:
+        raise ValueError(f"'{text}' needs a host and a port, e.g. 'mail.example.org:25'")
+    return match.group(1).strip("[]"), int(match.group(2))
+
+
+@dataclass(frozen=True)
+class SiteSection:
+    domain: str = "lists.example.org"
+    name: str = "Alliance forums"
+    role: str = "hub"
+    languages: tuple[str, ...] = LANGUAGES
+    default_language: str = "en"
+    secretariat: tuple[str, ...] = ()
+    node_id: str = ""
+    timezone: str = "UTC"
+
+    def check(self, key: str) -> None:
+        if key == "domain" and not _DOMAIN.match(self.domain):
+            raise ValueError(f"'{self.domain}' is not a mail domain, e.g. 'lists.example.org'")
+        if key == "role" and self.role not in ("hub", "relay"):
+            raise ValueError(f"'{self.role}' must be 'hub' or 'relay'")
+        if key == "languages":
+            bad = [lang for lang in self.languages if not _LANG.match(lang)]
+            if bad or not self.languages:
+                raise ValueError("must list two-letter language codes, e.g. ['en', 'fr']")
+        if key == "default_language" and self.default_language not in self.languages:
+            raise ValueError(f"'{self.default_language}' is not one of [site] languages")
+        if key == "secretariat":
+            bad = [a for a in self.secretariat if "@" not in a or any(c in a for c in " \r\n<>")]
+            if bad:
+                raise ValueError(f"'{bad[0]}' is not a plain address like 'team@example.org'")
+        if key == "timezone":
+            from zoneinfo import ZoneInfo
+            try:
+                ZoneInfo(self.timezone)
+            except Exception as error:  # ZoneInfoNotFoundError or a bad key
+                raise ValueError(f"'{self.timezone}' is not a time zone like 'UTC' "
+                                 f"or 'Africa/Dakar'") from error
+
+
+@dataclass(frozen=True)
+class SmtpSection:
+    listen: str = "127.0.0.1:8025"
+    protocol: str = "smtp"
+    max_message_size: int = 10 * 1024 * 1024
+    max_recipients: int = 100
+
+    def check(self, key: str) -> None:
+        if key == "listen":
+            parse_hostport(self.listen)
+        if key == "protocol" and self.protocol not in ("smtp", "lmtp"):
+            raise ValueError(f"'{self.protocol}' must be 'smtp' or 'lmtp'")
+        if key == "max_message_size" and self.max_message_size < 1024:
+            raise ValueError("must be at least 1024 (bytes)")
+        if key == "max_recipients" and self.max_recipients < 1:
+            raise ValueError("must be at least 1")
+
+
+@dataclass(frozen=True)
+class DeliverySection:
+    smarthost: str = ""
+    routes: dict[str, str] = field(default_factory=dict)
+    concurrency: int = 4
+    batch_size: int = 100
+    verp: bool = False
+    retry_schedule: tuple[str, ...] = ("1m", "5m", "15m", "1h", "2h", "4h")
+    give_up_after: str = "5d"
+    timeout: str = "60s"
+    lowband_budget: int = 20000
+    helo: str = ""
+
+    def check(self, key: str) -> None:
+        if key == "smarthost" and self.smarthost:
+            parse_hostport(self.smarthost)
+        if key == "routes":
+            for domain, target in self.routes.items():
+                if not (domain == "*" or _DOMAIN.match(domain.lstrip("."))):
+                    raise ValueError(f"'{domain}' is not a mail domain")
+                parse_hostport(target)
+        if key in ("concurrency", "batch_size") and not 1 <= getattr(self, key) <= 1000:
+            raise ValueError("must be between 1 and 1000")
+        if key == "retry_schedule":
+            if not self.retry_schedule:
+                raise ValueError("must list at least one duration, e.g. ['1m', '15m']")
+            for item in self.retry_schedule:
+                parse_duration(item)
+        if key in ("give_up_after", "timeout"):
+            parse_duration(getattr(self, key))
+        if key == "lowband_budget" and self.lowband_budget < 2000:
+            raise ValueError("must be at least 2000 (bytes)")
+
+    @property
+    def retry_seconds(self) -> tuple[int, ...]:
+        return tuple(parse_duration(item) for item in self.retry_schedule)
+
+    @property
+    def give_up_seconds(self) -> int:
+        return parse_duration(self.give_up_after)
+
+    @property
+    def timeout_seconds(self) -> int:
+        return parse_duration(self.timeout)
+
+
+@dataclass(frozen=True)
+class WebSection:
+    url: str = ""
+    listen: str = "127.0.0.1:8080"
+
+    def check(self, key: str) -> None:
+        if key == "url" and self.url and not re.match(r"^https?://[^\s/]+(/\S*)?$", self.url):
+            raise ValueError(f"'{self.url}' must be an address like 'https://lists.example.org'")
+        if key == "listen":
+            parse_hostport(self.listen)
+
+
+@dataclass(frozen=True)
+class ModerationSection:
+    token_lifetime: str = "14d"
+    confirm_lifetime: str = "7d"
+
+    def check(self, key: str) -> None:
+        parse_duration(getattr(self, key))
+
+    @property
+    def token_seconds(self) -> int:
+        return parse_duration(self.token_lifetime)
+
+    @property
+    def confirm_seconds(self) -> int:
+        return parse_duration(self.confirm_lifetime)
+
+
+SECTIONS = {
+    "site": SiteSection,
+    "smtp": SmtpSection,
+    "delivery": DeliverySection,
+    "web": WebSection,
+    "moderation": ModerationSection,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    site: SiteSection = field(default_factory=SiteSection)
+    smtp: SmtpSection = field(default_factory=SmtpSection)
+    delivery: DeliverySection = field(default_factory=DeliverySection)
+    web: WebSection = field(default_factory=WebSection)
+    moderation: ModerationSection = field(default_factory=ModerationSection)
+    source: str = "listserv.toml"
+
+    @property
+    def domain(self) -> str:
+        return self.site.domain
+
+    @property
+    def node_id(self) -> str:
+        return self.site.node_id or self.site.domain
+
+    @classmethod
+    def from_toml(cls, raw: dict[str, Any], source: str) -> Settings:
+        unknown = sorted(set(raw) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"{source}: unknown section [{unknown[0]}]; "
+                              f"known sections are {', '.join(f'[{s}]' for s in SECTIONS)}")
+        sections = {}
+        for name, section_cls in SECTIONS.items():
+            table = raw.get(name, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table")
+            sections[name] = _load_section(section_cls, name, table, source)
+        return cls(**sections, source=source)
+
+
+def _load_section(section_cls, name: str, table: dict, source: str):
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: [{name}] unknown key '{key}'; "
+                              f"known keys are {', '.join(fields)}")
+        values[key] = _coerce(fields[key], value, f"{source}: [{name}] {key}")
+    section = section_cls(**values)
+    for key in fields:
+        try:
+            section.check(key)
+        except ValueError as error:
+            raise ConfigError(f"{source}: [{name}] {key} {error}") from None
+    return section
+
+
+def _coerce(spec: dataclasses.Field, value: Any, where: str) -> Any:
+    kind = str(spec.type)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string in quotes, not {value!r}")
+        return value
+    if kind.startswith("tuple"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, e.g. [\"a\", \"b\"]")
+        return tuple(value)
+    if kind.startswith("dict"):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{where} must be a table of strings, e.g. {{ \"example.org\" = "
+                              f"\"mx.example.org:25\" }}")
+        return dict(value)
+    raise AssertionError(f"unhandled setting type {kind}")  # a bug in this module
+
+
+def load_settings(path: Path) -> Settings:
+    """Read `listserv.toml`; ConfigError when it is missing or wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; create a site with 'listserv init'") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read: {error}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return Settings.from_toml(raw, source=str(path))

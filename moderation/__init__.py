@@ -1,0 +1,1 @@
+"""Moderation: the hold queue, facilitators' decisions, notices and reminders."""

@@ -1,0 +1,1 @@
+"""Relay nodes: federation, translation, low-bandwidth and postal rendering."""

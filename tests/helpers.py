@@ -1,0 +1,222 @@
+"""Real parts for tests: an aiosmtpd sink on a loopback port, SMTP sending,
+and a `listserv serve` subprocess with its port.
+
+Servers bind 127.0.0.1 port 0 and report the port they got (aiosmtpd's
+Controller cannot), so tests run in parallel without port clashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiosmtpd.smtp import SMTP
+
+
+@dataclass
+class Caught:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self):
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+
+class SinkHandler:
+    """Catches every transaction; `answer(rcpt)` may return a reply to refuse one."""
+
+    def __init__(self):
+        self.caught: list[Caught] = []
+        self.lock = threading.Lock()
+        self.answer: Callable[[str], str | None] = lambda rcpt: None
+        self.data_answer: Callable[[list[str]], str | None] = lambda rcpts: None
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        reply = self.answer(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = self.data_answer(list(envelope.rcpt_tos))
+        if reply:
+            return reply
+        with self.lock:
+            self.caught.append(Caught(envelope.mail_from, list(envelope.rcpt_tos),
+                                      bytes(envelope.original_content or envelope.content)))
+        return "250 OK"
+
+
+class Sink:
+    """An SMTP server on 127.0.0.1:<free port>, on its own thread and loop."""
+
+    def __init__(self):
+        self.handler = SinkHandler()
+        self.loop = asyncio.new_event_loop()
+        self.server = None
+        self.port = 0
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> Sink:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(), self.loop)
+        self.port = future.result(10)
+        return self
+
+    async def _start(self) -> int:
+        self.server = await self.loop.create_server(
+            lambda: SMTP(self.handler, enable_SMTPUTF8=True, data_size_limit=None,
+                         hostname="sink.test"), "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def _stop():
+            self.server.close()
+            await self.server.wait_closed()
+        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    # -- reading what arrived -------------------------------------------------
+    @property
+    def caught(self) -> list[Caught]:
+        with self.handler.lock:
+            return list(self.handler.caught)
+
+    def recipients(self) -> list[str]:
+        return [r for c in self.caught for r in c.rcpt_tos]
+
+    def messages_to(self, address: str) -> list:
+        address = address.lower()
+        return [c.message for c in self.caught if address in (r.lower() for r in c.rcpt_tos)]
+
+    def wait_for(self, predicate: Callable[[Sink], bool], timeout: float = 20,
+                 what: str = "mail") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
+                             f"caught {len(self.caught)} transactions to "
+                             f"{sorted(set(self.recipients()))[:20]}")
+
+    def wait_for_recipient(self, address: str, count: int = 1, timeout: float = 20) -> list:
+        self.wait_for(lambda s: len(s.messages_to(address)) >= count, timeout,
+                      f"{count} message(s) to {address}")
+        return self.messages_to(address)
+
+
+@contextmanager
+def running_sink():
+    sink = Sink().start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+def send_mail(port: int, mail_from: str, rcpt_tos: list[str], data: bytes | str,
+              host: str = "127.0.0.1") -> dict:
+    """Send with smtplib; returns refused recipients (raises on total refusal)."""
+    if isinstance(data, str):
+        data = data.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    with smtplib.SMTP(host, port, timeout=30) as client:
+        return client.sendmail(mail_from, rcpt_tos, data)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise AssertionError(f"listserv serve exited with {process.returncode}: {out}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listened on port {port} after {timeout}s")
+
+
+def listserv(*args: str, site: Path | None = None, input: str | None = None,
+             check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real `listserv` command line in a subprocess."""
+    command = [sys.executable, "-m", "listserv"]
+    if site is not None:
+        command += ["--site", str(site)]
+    result = subprocess.run(command + list(args), capture_output=True, text=True,
+                            input=input, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"listserv {' '.join(args)} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class Server:
+    """A `listserv serve` subprocess on a free loopback port."""
+
+    site: Path
+    port: int = 0
+    process: subprocess.Popen | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def start(self) -> Server:
+        self.port = self.port or free_port()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "listserv", "--site", str(self.site), "serve",
+             "--listen", f"127.0.0.1:{self.port}", *self.extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        wait_for_port(self.port, process=self.process)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind runs."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> str:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.stdout.read().decode(errors="replace") if self.process else ""
+
+
+@contextmanager
+def running_server(site: Path, *extra: str):
+    server = Server(site, extra=list(extra)).start()
+    try:
+        yield server
+    finally:
+        output = server.stop()
+        if "Traceback" in output:
+            print(output)
