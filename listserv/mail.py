@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html as html_module
 import logging
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from email.header import Header, decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 
+import bleach
 import mailparser
 
 from listserv.addresses import first_address, normalise
@@ -32,6 +34,9 @@ MAX_PARTS = 500
 LOOP_HEADER = "X-Listserv-Loop"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BLANKS = re.compile(r"[\r\n\t]+")
+# Elements whose content is code, not text: removed whole before any HTML cleaning.
+DANGEROUS_BLOCKS = re.compile(r"<(script|style|iframe|object|embed|noscript|template)\b.*?"
+                              r"</\1\s*>", re.IGNORECASE | re.DOTALL)
 # Defects that only say a message is slightly untidy; it still goes out.
 MINOR_DEFECTS = frozenset({"MissingHeaderBodySeparatorDefect", "ObsoleteHeaderDefect",
                            "InvalidHeaderDefect", "NonPrintableDefect"})
@@ -215,9 +220,16 @@ def text_body(message: Message, limit: int = 200_000) -> str:
     except Exception:
         return ""
     if html:
-        import bleach
-        return bleach.clean(html, tags=set(), strip=True)
+        return html_to_text(html)
     return ""
+
+
+def html_to_text(html: str) -> str:
+    """Readable text from HTML: code blocks dropped, tags stripped, entities kept."""
+    html = DANGEROUS_BLOCKS.sub("", html)
+    html = re.sub(r"<\s*(br|/p|/div|/li|/h\d|/tr)\s*/?>", "\n", html, flags=re.IGNORECASE)
+    text = bleach.clean(html, tags=set(), strip=True, strip_comments=True)
+    return html_module.unescape(text)
 
 
 def decode_payload(part: Message) -> str:

@@ -21,8 +21,9 @@ from listserv.settings import Settings, load_settings
 
 
 class Site:
-    def __init__(self, folder: Path | str):
+    def __init__(self, folder: Path | str, busy_timeout: float = 30):
         self.folder = Path(folder)
+        self.busy_timeout = busy_timeout  # how long a write waits for another process
         self.writer: store.Writer | None = None
         self._lock_file = None
 
@@ -91,7 +92,7 @@ class Site:
     # -- writing -------------------------------------------------------------
     def start_writer(self) -> None:
         self.db  # migrate before the writer opens its own connection
-        self.writer = store.Writer(self.db_path)
+        self.writer = store.Writer(self.db_path, busy_timeout=self.busy_timeout)
 
     def stop_writer(self) -> None:
         if self.writer:

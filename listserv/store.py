@@ -187,11 +187,12 @@ class StoreError(Exception):
     """The database cannot be opened or migrated."""
 
 
-def connect(path: Path) -> sqlite_utils.Database:
-    """Open the site's database with the settings every connection needs."""
-    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+def connect(path: Path, busy_timeout: float = 30) -> sqlite_utils.Database:
+    """Open the site's database with the settings every connection needs;
+    a write waits up to `busy_timeout` seconds for another process's lock."""
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
     db = sqlite_utils.Database(conn, execute_plugins=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     with db.ensure_autocommit_on():
         conn.execute("PRAGMA journal_mode = WAL")
@@ -243,8 +244,9 @@ class Writer:
     resolved only after COMMIT returned (synchronous=FULL: on disk).
     """
 
-    def __init__(self, path: Path, max_group: int = 64):
+    def __init__(self, path: Path, max_group: int = 64, busy_timeout: float = 30):
         self.path = path
+        self.busy_timeout = busy_timeout
         self.max_group = max_group
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="listserv-writer", daemon=True)
@@ -278,7 +280,7 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            db = connect(self.path)
+            db = connect(self.path, self.busy_timeout)
         except BaseException as error:  # reported to the constructor
             self._error = error
             self._ready.set()

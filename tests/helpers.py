@@ -220,3 +220,28 @@ def running_server(site: Path, *extra: str):
         output = server.stop()
         if "Traceback" in output:
             print(output)
+
+
+@contextmanager
+def running_intake(site):
+    """Our real intake server on 127.0.0.1:<free port>, in this process, with the
+    site's writer; yields the port. The pipeline is driven by the test."""
+    from listserv.intake import start_intake
+
+    site.start_writer()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(
+        start_intake(site, "127.0.0.1", 0, lambda: None), loop).result(10)
+    async def close():
+        server.close()
+        await server.wait_closed()
+
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        site.stop_writer()

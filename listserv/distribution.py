@@ -1,0 +1,231 @@
+"""Distribution: turning an accepted post into the copies members receive.
+
+Rendering is pure: `render_post(raw, forum, ...)` returns the bytes of the
+copy for `email` members (list headers of RFC 2369/2919/8058, `[slug]`
+subject prefix once, `Precedence: list`, loop header, HTML sanitised with
+bleach per the forum's content policy), and `render_lowband` the plain-text
+parts for `lowband` members under their byte budget. `distribute_post`
+stores the copies once and queues them to members in one transaction, so a
+crash either queues the whole post or nothing; queuing twice reaches no one
+twice. Writes `bodies`, `deliveries` (through queue.py) and the post's
+status. Digest members are served by the digests, not here.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import quopri
+import re
+import textwrap
+from datetime import datetime
+from email.header import Header
+from email.message import Message
+
+import bleach
+
+from listserv import queue
+from listserv.errors import MessageError
+from listserv.mail import (DANGEROUS_BLOCKS, LOOP_HEADER, OUR_HEADERS, clean_header_value,
+                           decode_header_text, decode_payload, html_to_text, text_body,
+                           to_bytes)
+from listserv.notify import forum_addresses
+
+log = logging.getLogger(__name__)
+
+ALLOWED_TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "div", "em", "h1", "h2", "h3",
+                "h4", "hr", "i", "li", "ol", "p", "pre", "span", "strong", "table", "tbody",
+                "td", "th", "thead", "tr", "u", "ul"}
+ALLOWED_ATTRIBUTES = {"a": ["href", "title"], "td": ["colspan", "rowspan"],
+                      "th": ["colspan", "rowspan"]}
+STRIPPED_HEADERS = OUR_HEADERS + ("Sender", "Disposition-Notification-To",
+                                  "Return-Receipt-To", "X-Confirm-Reading-To", "Bcc")
+
+
+def list_id(forum: dict, domain: str) -> str:
+    return f"{forum['slug']}.{domain}"
+
+
+def sanitise_html(html: str) -> str:
+    """Keep harmless formatting; drop scripts, handlers, frames, remote images."""
+    html = DANGEROUS_BLOCKS.sub("", html)
+    return bleach.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
+                        protocols={"http", "https", "mailto"}, strip=True,
+                        strip_comments=True)
+
+
+def prefixed_subject(subject: str, slug: str) -> str:
+    """'[slug] Subject' with the tag once, in front, whatever replies did to it."""
+    tag = f"[{slug}]"
+    rest = re.sub(re.escape(tag), "", subject, flags=re.IGNORECASE)
+    rest = re.sub(r"\s+", " ", rest).strip()
+    rest = re.sub(r"^((re|aw|sv|fwd?|tr|rv|enc)\s*:\s*)+", lambda m: "Re: " if m.group(0)
+                  .lower().startswith(("re", "aw", "sv", "rv")) else m.group(0), rest,
+                  flags=re.IGNORECASE)
+    return f"{tag} {rest}".strip() if rest else tag
+
+
+def list_headers(forum: dict, domain: str, personal: bool) -> list[tuple[str, str]]:
+    """The RFC 2369/2919 headers for a forum (List-Unsubscribe only when not
+    personal: personal copies get theirs per recipient at sending time)."""
+    addresses = forum_addresses(forum["slug"], domain)
+    title = clean_header_value(forum["title"], 200).replace('"', "'")
+    headers = [("List-Id", f'"{title}" <{list_id(forum, domain)}>' if title.isascii()
+                else str(Header(f"{title}", "utf-8")) + f" <{list_id(forum, domain)}>"),
+               ("List-Help", f"<mailto:{addresses['request']}?subject=help>"),
+               ("List-Subscribe", f"<mailto:{addresses['join']}>"),
+               ("List-Owner", f"<mailto:{addresses['owner']}>")]
+    if forum["policy"] == "announce":
+        headers.append(("List-Post", "NO"))
+    else:
+        headers.append(("List-Post", f"<mailto:{addresses['post']}>"))
+    if not personal:
+        headers.append(("List-Unsubscribe", f"<mailto:{addresses['leave']}>"))
+    if forum.get("archive_url"):
+        headers.append(("List-Archive", f"<{clean_header_value(forum['archive_url'])}>"))
+    headers += [("Precedence", "list"), (LOOP_HEADER, addresses["post"])]
+    return headers
+
+
+def render_post(raw: bytes, forum: dict, domain: str, personal: bool = False,
+                message_id: str = "") -> bytes:
+    """The copy for `email` members; MessageError when it cannot be made safely."""
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        for name in STRIPPED_HEADERS:
+            del message[name]
+        if message_id and not message.get("Message-ID"):
+            message["Message-ID"] = f"<{message_id}>"
+        if not message.get("MIME-Version"):
+            message["MIME-Version"] = "1.0"
+        subject = prefixed_subject(decode_header_text(message.get("Subject", "")),
+                                   forum["slug"])
+        del message["Subject"]
+        message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")
+        for name, value in list_headers(forum, domain, personal):
+            message[name] = value
+        _sanitise_parts(message, forum.get("content", "html"))
+    except MessageError:
+        raise
+    except Exception as error:  # the email package raising on hostile structure
+        raise MessageError(f"the post cannot be prepared for distribution: "
+                           f"{type(error).__name__}: {error}"[:300]) from None
+    return to_bytes(message)
+
+
+def _sanitise_parts(message: Message, content: str) -> None:
+    """HTML parts are cleaned; with content 'text', HTML is replaced by text."""
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_type() != "text/html":
+            continue
+        if part.get_content_disposition() == "attachment":
+            continue
+        html = decode_payload(part)
+        if content == "text":
+            _set_text(part, html_to_text(html), "plain")
+        else:
+            _set_text(part, sanitise_html(html), "html")
+
+
+def _set_text(part: Message, text: str, subtype: str) -> None:
+    for name in ("Content-Transfer-Encoding", "Content-Type"):
+        del part[name]
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(quopri.encodestring(text.encode("utf-8")).decode("ascii"))
+
+
+def render_lowband(raw: bytes, forum: dict, domain: str, budget: int,
+                   sender_name: str = "") -> list[str]:
+    """Plain text wrapped at 72 columns, no attachments, in parts of at most
+    `budget` bytes each (headers included). Returns the text of each part."""
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        subject = prefixed_subject(decode_header_text(message.get("Subject", "")),
+                                   forum["slug"])
+        author = decode_header_text(message.get("From", ""))
+        text = text_body(message)
+        dropped = [_describe(part) for part in message.walk()
+                   if not part.is_multipart() and part.get_content_disposition() == "attachment"]
+    except Exception as error:
+        raise MessageError(f"the post cannot be rendered as plain text: "
+                           f"{type(error).__name__}") from None
+    lines = []
+    for paragraph in text.replace("\r\n", "\n").split("\n"):
+        lines.extend(textwrap.wrap(paragraph, 72, break_long_words=True,
+                                   break_on_hyphens=False) or [""])
+    if dropped:
+        lines += ["", "[Attachments not sent on this low-bandwidth copy:]"]
+        lines += [f"  - {d}" for d in dropped]
+    body = "\n".join(lines).strip() + "\n"
+    room = max(budget - 1200, 500)  # leave room for headers and the part line
+    chunks, current = [], ""
+    for line in body.splitlines(keepends=True):
+        if len((current + line).encode("utf-8")) > room and current:
+            chunks.append(current)
+            current = ""
+        while len(line.encode("utf-8")) > room:  # one enormous line
+            chunks.append(line[: room // 4])
+            line = line[room // 4:]
+        current += line
+    chunks.append(current)
+    header = f"From: {author}\nSubject: {subject}\n\n"
+    if len(chunks) == 1:
+        return [header + chunks[0]]
+    return [f"{header}[part {n} of {len(chunks)}]\n\n{chunk}"
+            for n, chunk in enumerate(chunks, 1)]
+
+
+def _describe(part: Message) -> str:
+    name = decode_header_text(part.get_filename() or "unnamed")
+    size = len(part.get_payload(decode=True) or b"")
+    return f"{name} ({part.get_content_type()}, {size} bytes)"
+
+
+def lowband_message(text: str, forum: dict, domain: str, message_id: str, part: int,
+                    parts: int) -> bytes:
+    """A lowband part as a small plain-text message with the list headers."""
+    head, _, body = text.partition("\n\n")
+    fields = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
+    message = email.message.EmailMessage(policy=email.policy.SMTP)
+    message["From"] = fields.get("From", forum_addresses(forum["slug"], domain)["post"])
+    subject = fields.get("Subject", f"[{forum['slug']}]")
+    message["Subject"] = subject if parts == 1 else f"{subject} ({part}/{parts})"
+    message["Message-ID"] = f"<lowband{part}.{message_id}>" if message_id \
+        else email.utils.make_msgid(domain=domain)
+    if message_id:
+        message["In-Reply-To" if part > 1 else "References"] = f"<{message_id}>"
+    for name, value in list_headers(forum, domain, personal=False):
+        message[name] = value
+    message.set_content(body, charset="utf-8", cte="quoted-printable")
+    return to_bytes(message)
+
+
+def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, budget: int,
+                    personal: bool, now: datetime) -> int:
+    """Store the copies and queue them to every `each` member; returns rows queued."""
+    sender = forum_addresses(forum["slug"], domain)["bounces"]
+    ref = f"post:{post['id']}"
+    copy = render_post(raw, forum, domain, personal, post["header_id"])
+    body_id = queue.store_body(db, ref, copy, now, forum["id"], personal)
+    queued = queue.enqueue_members(db, ref, body_id, sender, now, forum_id=forum["id"],
+                                   mode="each", profile="email")
+    has_lowband = db.execute("SELECT 1 FROM members WHERE forum_id = ? AND mode = 'each' "
+                             "AND profile = 'lowband' LIMIT 1", [forum["id"]]).fetchone()
+    if has_lowband:
+        parts = render_lowband(raw, forum, domain, budget)
+        for number, text in enumerate(parts, 1):
+            part_ref = f"{ref}:lowband:{number}"
+            data = lowband_message(text, forum, domain, post["header_id"], number, len(parts))
+            part_id = queue.store_body(db, part_ref, data, now, forum["id"])
+            queued += queue.enqueue_members(db, part_ref, part_id, sender, now,
+                                            forum_id=forum["id"], mode="each",
+                                            profile="lowband")
+    db.execute("UPDATE posts SET status = 'distributed', distributed_at = ? WHERE id = ?",
+               [now.isoformat(), post["id"]])
+    db.execute("UPDATE members SET posts = posts + 1 WHERE forum_id = ? AND address = ?",
+               [forum["id"], post["sender"]])
+    log.info("distributed post %s (%s) on %s to %d recipients", post["id"], post["header_id"],
+             forum["slug"], queued)
+    return queued

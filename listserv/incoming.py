@@ -1,0 +1,214 @@
+"""The pipeline after intake: each accepted message, each recipient, once.
+
+`process_received` takes messages in status 'received', reads them (guarded:
+a message the `email` package chokes on is held with the reason, never
+lost), and for each recipient does what the address asks: a post goes
+through the forum's policy (distribute, hold, refuse, ignore), commands go
+to `commands.py`, confirmations to `commands.py` (then moderation), bounces
+to `bounces.py`, owner and postmaster mail is forwarded. Each message is
+handled in one transaction; one that keeps failing is set aside as
+'failed' after MAX_ATTEMPTS with its reason, visible in `listserv status`.
+`distribute_pending` turns approved posts into queued deliveries.
+Writes messages, posts (and through the modules it calls, holds,
+members, deliveries).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from listserv import forums
+from listserv.addresses import classify, normalise
+from listserv.distribution import distribute_post
+from listserv.errors import ListservError, MessageError
+from listserv.mail import Parsed, clean_header_value, parse
+from listserv.notify import send_template
+from listserv.policy import decide_post
+from listserv.queue import queue_message
+from moderation.holds import hold_post
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+def process_received(db, site, now: datetime, limit: int = 20) -> int:
+    """Handle up to `limit` received messages, each in its own savepoint."""
+    rows = list(db.query("SELECT id FROM messages WHERE status = 'received' ORDER BY id LIMIT ?",
+                         [limit]))
+    for row in rows:
+        try:
+            with db.atomic():
+                process_message(db, site, row["id"], now)
+        except Exception as error:  # a bug or a message we cannot handle: retry, then set aside
+            log.exception("processing message %s failed", row["id"])
+            attempts = db.execute("SELECT attempts FROM messages WHERE id = ?",
+                                  [row["id"]]).fetchone()[0] + 1
+            status = "failed" if attempts >= MAX_ATTEMPTS else "received"
+            db.execute("UPDATE messages SET attempts = ?, status = ?, error = ? WHERE id = ?",
+                       [attempts, status, f"{type(error).__name__}: {error}"[:500], row["id"]])
+    return len(rows)
+
+
+def process_message(db, site, message_id: int, now: datetime) -> None:
+    row = db["messages"].get(message_id)
+    settings = site.settings
+    domain = settings.domain
+    try:
+        parsed: Parsed | None = parse(row["raw"], row["mail_from"])
+        problem = ""
+    except MessageError as error:
+        parsed, problem = None, str(error)
+    if parsed is not None:
+        db["messages"].update(message_id, {
+            "message_id": parsed.message_id, "subject": parsed.subject[:300],
+            "sender": parsed.sender[1] if parsed.sender else "",
+            "defects": json.dumps(parsed.defects)})
+    for rcpt in dict.fromkeys(normalise(r) for r in json.loads(row["rcpt_tos"])):
+        recipient = classify(rcpt, domain)
+        if recipient is None:
+            log.warning("message %s: recipient %s is not ours; skipped", message_id, rcpt)
+            continue
+        if recipient.kind == "site":
+            _forward(db, site, row, settings.site.secretariat, f"site:{recipient.slug}", now,
+                     parsed)
+            continue
+        if recipient.kind == "bounces":
+            from listserv.bounces import handle_bounce_message
+            handle_bounce_message(db, site, row["raw"], recipient.detail, now)
+            continue
+        forum = forums.find(db, recipient.slug)
+        if forum is None:
+            log.warning("message %s: forum %s no longer exists", message_id, recipient.slug)
+            continue
+        if recipient.kind == "post":
+            handle_post(db, site, forum, row, parsed, problem, now)
+        elif parsed is None or parsed.bounce or parsed.auto:
+            log.info("message %s to %s: automatic or unreadable mail is not answered (%s)",
+                     message_id, rcpt, problem or parsed.auto or "bounce")
+        elif recipient.kind == "owner":
+            _forward(db, site, row, forum["facilitators"] or settings.site.secretariat,
+                     f"owner:{forum['slug']}", now, parsed)
+        else:
+            _handle_command_mail(db, site, forum, recipient, parsed, message_id, now)
+    db.execute("UPDATE messages SET status = 'done', error = ? WHERE id = ?",
+               [problem, message_id])
+
+
+def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now) -> None:
+    from listserv import commands, subscriptions
+    if recipient.kind == "confirm":
+        if not commands.handle_confirm(db, site, forum, recipient.detail, parsed, message_id,
+                                       now):
+            _reply_invalid_token(db, site, forum, parsed, message_id, now)
+    elif recipient.kind == "leave" and recipient.detail:
+        try:  # the per-member address from List-Unsubscribe: leave at once
+            subscriptions.one_click_unsubscribe(db, site, recipient.detail, now)
+        except ListservError as error:
+            log.info("message %s: one-click leave refused: %s", message_id, error)
+            _reply_invalid_token(db, site, forum, parsed, message_id, now, str(error))
+    else:
+        commands.handle_request(db, site, forum, recipient.kind, parsed, message_id, now)
+
+
+def _reply_invalid_token(db, site, forum, parsed, message_id, now,
+                        reason: str = "this confirmation code is not known here") -> None:
+    if parsed.sender is None:
+        return
+    send_template(db, site, "token-invalid.txt", to=parsed.sender[1],
+                  language=forum["language"], ref=f"reply:{message_id}", now=now, forum=forum,
+                  in_reply_to=parsed.message_id, reason=reason)
+
+
+def handle_post(db, site, forum: dict, row: dict, parsed: Parsed | None, problem: str,
+                now: datetime) -> None:
+    """Record the post once per forum and carry out the forum's policy."""
+    domain = site.settings.domain
+    header_id = (parsed.message_id if parsed else "") or f"listserv-{row['id']}@{domain}"
+    sender = parsed.sender[1] if parsed and parsed.sender else normalise(row["mail_from"])
+    subject = parsed.subject if parsed else ""
+    known = db.execute("SELECT id, status FROM posts WHERE forum_id = ? AND header_id = ?",
+                       [forum["id"], header_id]).fetchone()
+    if known:
+        log.info("message %s is a duplicate of post %s on %s (Message-ID %s); not "
+                 "distributed again", row["id"], known[0], forum["slug"], header_id)
+        return
+    post_id = db["posts"].insert({
+        "message_id": row["id"], "forum_id": forum["id"], "header_id": header_id,
+        "sender": sender, "subject": clean_header_value(subject, 300), "status": "new",
+        "created_at": now.isoformat()}).last_pk
+    if parsed is None:
+        hold_post(db, post_id, forum["id"], f"unreadable message: {problem}", now)
+        return
+    decision = decide_post(db, forum, parsed, domain)
+    if decision.action == "distribute":
+        db.execute("UPDATE posts SET status = 'approved' WHERE id = ?", [post_id])
+    elif decision.action == "hold":
+        hold_post(db, post_id, forum["id"], decision.reason, now)
+    elif decision.action == "refuse":
+        db.execute("UPDATE posts SET status = 'refused', reason = ? WHERE id = ?",
+                   [decision.reason, post_id])
+        send_template(db, site, "post-refused.txt", to=sender, language=forum["language"],
+                      ref=f"refused:{post_id}", now=now, forum=forum,
+                      in_reply_to=parsed.message_id, subject=clean_header_value(subject, 200),
+                      reason=decision.reason)
+        log.info("refused post %s on %s: %s", post_id, forum["slug"], decision.reason)
+    else:
+        db.execute("UPDATE posts SET status = 'ignored', reason = ? WHERE id = ?",
+                   [decision.reason, post_id])
+        log.info("ignored message %s on %s: %s", row["id"], forum["slug"], decision.reason)
+
+
+def _forward(db, site, row: dict, to: list[str] | tuple[str, ...], ref: str, now: datetime,
+             parsed: Parsed | None) -> None:
+    """Pass a message on unchanged to people (facilitators, secretariat)."""
+    if parsed is not None and parsed.bounce:
+        log.info("message %s: a bounce to %s is recorded, not forwarded", row["id"], ref)
+        return
+    if not to:
+        log.warning("message %s for %s kept: nobody to forward it to (set [site] "
+                    "secretariat)", row["id"], ref)
+        return
+    sender = f"listserv-bounces@{site.settings.domain}"
+    queue_message(db, f"{ref}:{row['id']}", row["raw"], list(to), sender, now)
+
+
+def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
+    """Queue the copies of up to `limit` approved posts; returns how many were taken.
+    A post that cannot be rendered is held (or, if a facilitator already approved
+    it, set aside as failed)."""
+    settings = site.settings
+    rows = list(db.query("SELECT * FROM posts WHERE status = 'approved' ORDER BY id LIMIT ?",
+                         [limit]))
+    for post in rows:
+        forum = forums.find(db, db.execute("SELECT slug FROM forums WHERE id = ?",
+                                           [post["forum_id"]]).fetchone()[0])
+        raw = db.execute("SELECT raw FROM messages WHERE id = ?",
+                         [post["message_id"]]).fetchone()[0]
+        try:
+            with db.atomic():
+                distribute_post(db, post, forum, raw, domain=settings.domain,
+                                        budget=settings.delivery.lowband_budget,
+                                        personal=bool(settings.web.url), now=now)
+        except MessageError as error:
+            _set_aside_unrenderable(db, post, error, now)
+        except Exception as error:  # not foreseen: retry a few times, then set aside
+            log.exception("distributing post %s failed", post["id"])
+            attempts = post["attempts"] + 1
+            db.execute("UPDATE posts SET attempts = ?, status = ?, reason = ? WHERE id = ?",
+                       [attempts, "failed" if attempts >= MAX_ATTEMPTS else "approved",
+                        f"{type(error).__name__}: {error}"[:500], post["id"]])
+    return len(rows)
+
+
+def _set_aside_unrenderable(db, post: dict, error: MessageError, now: datetime) -> None:
+    """Hold a post we cannot render; if a facilitator approved it already, fail it."""
+    held_before = db.execute("SELECT 1 FROM holds WHERE post_id = ?", [post["id"]]).fetchone()
+    if held_before:
+        db.execute("UPDATE posts SET status = 'failed', reason = ? WHERE id = ?",
+                   [str(error), post["id"]])
+        log.error("approved post %s cannot be distributed: %s", post["id"], error)
+    else:
+        hold_post(db, post["id"], post["forum_id"], str(error), now)

@@ -1,0 +1,121 @@
+"""The SMTP/LMTP edge: decide at RCPT, store at DATA, answer.
+
+The handler is thin on purpose. RCPT refuses what is not ours (550: no open
+relay, no unknown forums). DATA commits the raw bytes through the store's
+writer and answers 250 only after the commit is on disk; any failure we did
+not foresee (a locked database, a full disk) is a temporary 451, so the
+sender keeps the message and tries again. The size limit is aiosmtpd's
+`data_size_limit` (552). Reads the forums table; writes `messages` only.
+Everything else happens later, in the pipeline (`incoming.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP
+
+from listserv.addresses import classify, normalise
+
+log = logging.getLogger(__name__)
+
+FORUM_KINDS = ("post", "request", "join", "leave", "owner", "confirm", "bounces")
+
+
+def store_incoming(db, raw: bytes, mail_from: str, rcpt_tos: list[str], now: datetime) -> int:
+    """Keep an accepted message; the pipeline picks it up by its status."""
+    return db["messages"].insert({
+        "received_at": now.isoformat(), "mail_from": mail_from or "",
+        "rcpt_tos": json.dumps(rcpt_tos), "raw": raw, "size": len(raw),
+        "status": "received"}).last_pk
+
+
+@dataclass
+class Intake:
+    """aiosmtpd handler; `wake` is called after each stored message."""
+
+    site: object
+    wake: Callable[[], None] = lambda: None
+    lmtp: bool = False
+    site_addresses: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self):
+        settings = self.site.settings
+        self.domain = settings.domain
+        self.max_recipients = settings.smtp.max_recipients
+
+    def forum_exists(self, slug: str) -> bool:
+        row = self.site.db.execute("SELECT 1 FROM forums WHERE slug = ?", [slug]).fetchone()
+        return row is not None
+
+    def accepts(self, address: str) -> tuple[bool, str]:
+        """(True, '') for an address we take mail for, else (False, the reply)."""
+        value = normalise(address)
+        if value.rpartition("@")[2] != self.domain:
+            return False, f"550 5.7.1 <{address}>: relaying denied; this server only " \
+                          f"takes mail for {self.domain}"
+        recipient = classify(value, self.domain, self.site_addresses)
+        if recipient is None:
+            return False, f"550 5.1.1 <{address}>: no such forum or address here"
+        if recipient.kind == "site":
+            return True, ""
+        if recipient.kind == "bounces" and recipient.slug == "listserv":
+            return True, ""
+        if recipient.kind == "confirm" and not recipient.detail:
+            return False, f"550 5.1.1 <{address}>: a confirmation address needs its code " \
+                          f"(reply to the message you received)"
+        if not self.forum_exists(recipient.slug):
+            return False, f"550 5.1.1 <{address}>: no forum '{recipient.slug}' here"
+        return True, ""
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients; send the rest in another message"
+        try:
+            ok, reply = self.accepts(address)
+        except Exception:
+            log.exception("checking recipient %r failed", address)
+            return "451 4.3.0 Cannot check this recipient now; please try again later"
+        if not ok:
+            log.info("refused recipient %r from %r: %s", address, envelope.mail_from, reply)
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or b""
+        now = datetime.now(timezone.utc)
+        message_id = await self.site.write(store_incoming, raw, envelope.mail_from or "",
+                                           list(envelope.rcpt_tos), now)
+        log.info("accepted message %s from %r for %s (%d bytes)", message_id,
+                 envelope.mail_from, ", ".join(envelope.rcpt_tos), len(raw))
+        self.wake()
+        reply = f"250 2.0.0 Queued as {message_id}"
+        if self.lmtp:  # LMTP answers once per recipient
+            return "\r\n".join([reply] * len(envelope.rcpt_tos))
+        return reply
+
+    async def handle_exception(self, error):
+        log.error("intake failed: %s: %s", type(error).__name__, error)
+        return "451 4.3.0 Could not store the message; please try again later"
+
+
+async def start_intake(site, host: str, port: int, wake: Callable[[], None],
+                       site_addresses: frozenset[str] = frozenset()) -> asyncio.AbstractServer:
+    """Listen for SMTP (or LMTP) on host:port; returns the asyncio server."""
+    settings = site.settings
+    lmtp = settings.smtp.protocol == "lmtp"
+    handler = Intake(site, wake=wake, lmtp=lmtp, site_addresses=site_addresses)
+    protocol = LMTP if lmtp else SMTP
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: protocol(handler, data_size_limit=settings.smtp.max_message_size,
+                         enable_SMTPUTF8=True, hostname=settings.domain,
+                         ident="listserv ESMTP", timeout=300),
+        host, port)

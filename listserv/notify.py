@@ -1,0 +1,68 @@
+"""Sending the site's own mail: a template, in a language, queued once.
+
+Renders a mail template (`Subject:` line, blank line, body) in the
+recipient's language, composes it with safe headers (RFC 3834
+`Auto-Submitted`, so auto-responders do not answer us) and queues it under
+a ref that makes retrying the same send harmless. Writes through
+`queue.queue_message`; reads templates. Will not decide who may receive
+what: callers do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.message import Message
+
+from listserv.mail import compose
+from listserv.queue import queue_message
+from listserv.templates import render_mail
+
+
+def forum_addresses(slug: str, domain: str) -> dict[str, str]:
+    """Every address of a forum, for templates and headers."""
+    return {
+        "post": f"{slug}@{domain}",
+        "request": f"{slug}-request@{domain}",
+        "join": f"{slug}-join@{domain}",
+        "leave": f"{slug}-leave@{domain}",
+        "owner": f"{slug}-owner@{domain}",
+        "bounces": f"{slug}-bounces@{domain}",
+        "confirm": f"{slug}-confirm@{domain}",
+    }
+
+
+def site_context(site, forum: dict | None = None) -> dict:
+    """What every template may use: the site, and the forum when there is one."""
+    settings = site.settings
+    context = {"site": {"name": settings.site.name, "domain": settings.domain,
+                        "postmaster": f"postmaster@{settings.domain}"}}
+    if forum is not None:
+        context["forum"] = {key: forum[key] for key in
+                            ("slug", "title", "path", "language", "policy", "description")}
+        context["addresses"] = forum_addresses(forum["slug"], settings.domain)
+    return context
+
+
+def send_template(db, site, name: str, *, to: str, language: str, ref: str, now: datetime,
+                  forum: dict | None = None, reply_to: str = "", in_reply_to: str = "",
+                  attachments: list[Message] | None = None, **context) -> int:
+    """Render template `name` for `to` and queue it; returns rows queued (0 if
+    this ref already reached `to`)."""
+    settings = site.settings
+    full = {**site_context(site, forum), **context}
+    subject, body = render_mail(site.templates, name, language, **full)
+    if forum is not None:
+        addresses = forum_addresses(forum["slug"], settings.domain)
+        sender, envelope = addresses["request"], addresses["bounces"]
+    else:
+        sender = f"postmaster@{settings.domain}"
+        envelope = f"listserv-bounces@{settings.domain}"
+    headers = {"Auto-Submitted": "auto-replied" if in_reply_to else "auto-generated",
+               "Precedence": "bulk", "X-Auto-Response-Suppress": "All"}
+    if reply_to:
+        headers["Reply-To"] = reply_to
+    message = compose(sender=sender, to=to, subject=subject, text=body,
+                      domain=settings.domain, headers=headers, in_reply_to=in_reply_to,
+                      attachments=attachments, now=now)
+    return queue_message(db, ref, message, [to], envelope, now,
+                         forum_id=forum["id"] if forum else None)

@@ -1,0 +1,150 @@
+"""`listserv serve`: intake, pipeline, delivery and scheduler in one process.
+
+Wires the packages together on one asyncio loop: the SMTP/LMTP intake
+server, the pipeline that handles received messages and distributes
+approved posts, the delivery workers, the one-click web endpoint (when
+configured), and APScheduler for periodic work. Everything that must
+survive a crash is in SQLite before it is acted on, so on start it simply
+resumes: messages still 'received' are handled, deliveries left 'sending'
+are queued again. One serve per site (a lock file); SIGTERM or Ctrl-C stop
+it cleanly, SIGKILL loses nothing accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from listserv import delivery
+from listserv.incoming import distribute_pending, process_received
+from listserv.intake import start_intake
+from listserv.settings import parse_hostport
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run(site, listen: str | None = None) -> None:
+    """Serve the site until stopped. Raises ListservError before starting on
+    a bad configuration, a second serve, or an unusable listen address."""
+    settings = site.settings  # a ConfigError stops us here, before anything starts
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = parse_hostport(listen or settings.smtp.listen)
+    site.lock()
+    site.start_writer()
+    try:
+        try:
+            import uvloop
+            runner = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        runner(serve(site, host, port))
+    finally:
+        site.stop_writer()
+        site.unlock()
+
+
+class Wakeable:
+    """A loop that runs `step` while it finds work, then sleeps until woken."""
+
+    def __init__(self, name: str, step, idle: float = 1.0):
+        self.name, self.step, self.idle = name, step, idle
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.event.clear()
+            try:
+                busy = await self.step()
+            except Exception:
+                log.exception("%s failed; retrying shortly", self.name)
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(self.event.wait(), self.idle)
+                except asyncio.TimeoutError:
+                    pass
+
+
+async def serve(site, host: str, port: int) -> None:
+    settings = site.settings
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    await site.write(delivery.recover)
+    delivery_wake = asyncio.Event()
+
+    async def distribute_step() -> bool:
+        taken = await site.write(distribute_pending, site, utcnow(), 5)
+        if taken:
+            delivery_wake.set()
+        return bool(taken)
+
+    distributor = Wakeable("distribution", distribute_step)
+
+    async def pipeline_step() -> bool:
+        taken = await site.write(process_received, site, utcnow(), 20)
+        if taken:
+            distributor.wake()
+            delivery_wake.set()
+        return bool(taken)
+
+    pipeline = Wakeable("pipeline", pipeline_step)
+    server = await start_intake(site, host, port, pipeline.wake)
+    web = None
+    if settings.web.url:
+        from listserv.web import start_web
+        web_host, web_port = parse_hostport(settings.web.listen)
+        web = start_web(site, web_host, web_port)
+
+    scheduler = AsyncIOScheduler(timezone=settings.site.timezone)
+    scheduler.add_job(_housekeeping, "interval", hours=1, args=[site],
+                      next_run_time=utcnow() + timedelta(seconds=30), id="housekeeping",
+                      coalesce=True, max_instances=1)
+    scheduler.start()
+
+    where = settings.delivery.smarthost or ("routes" if settings.delivery.routes else
+                                            f"the outbox {site.outbox}")
+    print(f"listserv: serving {settings.domain} on {host}:{port} "
+          f"({settings.smtp.protocol}); delivering to {where}", file=sys.stderr, flush=True)
+    tasks = [asyncio.create_task(pipeline.run(stop), name="pipeline"),
+             asyncio.create_task(distributor.run(stop), name="distribution"),
+             asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake),
+                                 name="delivery")]
+    pipeline.wake()
+    distributor.wake()
+    await stop.wait()
+    log.info("stopping")
+    server.close()
+    await server.wait_closed()
+    scheduler.shutdown(wait=False)
+    if web is not None:
+        web.shutdown()
+    await asyncio.wait(tasks, timeout=30)
+
+
+async def _housekeeping(site) -> None:
+    """Drop what no one needs any more: sent bodies after a week, spent tokens."""
+    def prune(db, now: datetime) -> None:
+        week_ago = (now - timedelta(days=7)).timestamp()
+        db.execute("DELETE FROM deliveries WHERE status = 'sent' AND sent_at < ?", [week_ago])
+        db.execute("DELETE FROM bodies WHERE created_at < ? AND NOT EXISTS "
+                   "(SELECT 1 FROM deliveries d WHERE d.body_id = bodies.id)",
+                   [(now - timedelta(days=7)).isoformat()])
+        db.execute("DELETE FROM tokens WHERE expires_at < ?",
+                   [(now - timedelta(days=30)).isoformat()])
+    await site.write(prune, utcnow())

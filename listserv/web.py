@@ -1,0 +1,82 @@
+"""RFC 8058 one-click unsubscribe over HTTP, the only web page we serve.
+
+`POST /unsubscribe/TOKEN` with `List-Unsubscribe=One-Click` removes the
+member named by the signed token at once (mail providers send it when a
+reader presses "unsubscribe"); `GET` only shows a page with a button, since
+link scanners fetch every URL in a message and must not unsubscribe anyone.
+Runs on a thread of its own (the standard library's HTTP server), started by
+`serve` when `[web] url` is set; writes through the store's writer. Put an
+HTTPS reverse proxy in front of it: RFC 8058 requires an HTTPS address.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from listserv.errors import ListservError
+
+log = logging.getLogger(__name__)
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1><p>{text}</p>{form}</body></html>"""
+
+
+def make_handler(site):
+    from listserv.subscriptions import one_click_unsubscribe
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "listserv"
+
+        def log_message(self, fmt, *args):  # our log, not stderr
+            log.info("web %s %s", self.address_string(), fmt % args)
+
+        def _token(self) -> str | None:
+            parts = self.path.split("?")[0].strip("/").split("/")
+            return parts[1] if len(parts) == 2 and parts[0] == "unsubscribe" else None
+
+        def _page(self, status: int, title: str, text: str, form: str = "") -> None:
+            body = PAGE.format(title=html.escape(title), text=html.escape(text),
+                               form=form).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            token = self._token()
+            if token is None:
+                return self._page(404, "Not found", "There is nothing here.")
+            form = (f'<form method="post" action="/unsubscribe/{html.escape(token)}">'
+                    '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                    '<button type="submit">Unsubscribe</button></form>')
+            self._page(200, "Unsubscribe", "Press the button to leave the forum.", form)
+
+        def do_POST(self):
+            token = self._token()
+            length = min(int(self.headers.get("Content-Length") or 0), 4096)
+            self.rfile.read(length)
+            if token is None:
+                return self._page(404, "Not found", "There is nothing here.")
+            try:
+                text = site.write_now(one_click_unsubscribe, site, token,
+                                      datetime.now(timezone.utc))
+            except ListservError as error:
+                return self._page(400, "Not unsubscribed", str(error))
+            except Exception:
+                log.exception("one-click unsubscribe failed")
+                return self._page(503, "Please try again", "The server could not do this "
+                                  "now; please try again later or unsubscribe by email.")
+            self._page(200, "Unsubscribed", str(text or "You have left the forum."))
+
+    return Handler
+
+
+def start_web(site, host: str, port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), make_handler(site))
+    threading.Thread(target=server.serve_forever, name="listserv-web", daemon=True).start()
+    return server
