@@ -22,14 +22,15 @@ import textwrap
 from datetime import datetime
 from email.header import Header
 from email.message import Message
+from email.utils import formataddr, getaddresses
 
 import bleach
 
 from listserv import queue
 from listserv.errors import MessageError
 from listserv.mail import (DANGEROUS_BLOCKS, LOOP_HEADER, OUR_HEADERS, clean_header_value,
-                           decode_header_text, decode_payload, html_to_text, text_body,
-                           to_bytes)
+                           decode_header_text, decode_payload, html_to_text,
+                           is_clean_text_part, raw_header, text_body, to_bytes)
 from listserv.notify import forum_addresses
 
 log = logging.getLogger(__name__)
@@ -99,13 +100,14 @@ def render_post(raw: bytes, forum: dict, domain: str, personal: bool = False,
             message["Message-ID"] = f"<{message_id}>"
         if not message.get("MIME-Version"):
             message["MIME-Version"] = "1.0"
-        subject = prefixed_subject(decode_header_text(message.get("Subject", "")),
+        subject = prefixed_subject(decode_header_text(raw_header(message, "Subject")),
                                    forum["slug"])
         del message["Subject"]
         message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")
+        _reencode_8bit_headers(message)
         for name, value in list_headers(forum, domain, personal):
             message[name] = value
-        _sanitise_parts(message, forum.get("content", "html"))
+        _normalise_parts(message, forum.get("content", "html"))
     except MessageError:
         raise
     except Exception as error:  # the email package raising on hostile structure
@@ -114,18 +116,44 @@ def render_post(raw: bytes, forum: dict, domain: str, personal: bool = False,
     return to_bytes(message)
 
 
-def _sanitise_parts(message: Message, content: str) -> None:
-    """HTML parts are cleaned; with content 'text', HTML is replaced by text."""
+ADDRESS_HEADERS = ("from", "to", "cc", "reply-to", "sender", "resent-from", "resent-to")
+
+
+def _reencode_8bit_headers(message: Message) -> None:
+    """Headers that arrived with raw 8-bit bytes go out RFC 2047-encoded;
+    in address headers only the display names are encoded."""
+    dirty = {key for key, value in message.raw_items()
+             if isinstance(value, str) and not value.isascii()}
+    for key in dirty:
+        values = [v for k, v in message.raw_items() if k == key]
+        del message[key]
+        for value in values:
+            text = decode_header_text(value)
+            if key.lower() in ADDRESS_HEADERS:
+                pairs = getaddresses([text])
+                message[key] = ", ".join(formataddr((name, addr), charset="utf-8")
+                                         for name, addr in pairs if addr)
+            else:
+                message[key] = Header(text, "utf-8")
+
+
+def _normalise_parts(message: Message, content: str) -> None:
+    """HTML parts are sanitised (or, for content 'text', turned into text);
+    text parts that are not clean 7-bit text in a known charset are decoded
+    and sent as UTF-8; attachments are left as they are."""
     for part in message.walk():
-        if part.is_multipart() or part.get_content_type() != "text/html":
+        if part.is_multipart() or part.get_content_maintype() != "text":
             continue
         if part.get_content_disposition() == "attachment":
             continue
-        html = decode_payload(part)
-        if content == "text":
-            _set_text(part, html_to_text(html), "plain")
-        else:
-            _set_text(part, sanitise_html(html), "html")
+        if part.get_content_type() == "text/html":
+            html = decode_payload(part)
+            if content == "text":
+                _set_text(part, html_to_text(html), "plain")
+            else:
+                _set_text(part, sanitise_html(html), "html")
+        elif not is_clean_text_part(part):
+            _set_text(part, decode_payload(part), part.get_content_subtype())
 
 
 def _set_text(part: Message, text: str, subtype: str) -> None:

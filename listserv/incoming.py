@@ -85,9 +85,10 @@ def process_message(db, site, message_id: int, now: datetime) -> None:
             continue
         if recipient.kind == "post":
             handle_post(db, site, forum, row, parsed, problem, now)
-        elif parsed is None or parsed.bounce or parsed.auto:
-            log.info("message %s to %s: automatic or unreadable mail is not answered (%s)",
-                     message_id, rcpt, problem or parsed.auto or "bounce")
+        elif parsed is None or not parsed.answerable:
+            log.info("message %s to %s: automatic, bulk, unreadable or unsigned mail is "
+                     "not answered (%s)", message_id, rcpt,
+                     problem or (parsed.auto or parsed.bulk or "bounce or no clear From"))
         elif recipient.kind == "owner":
             _forward(db, site, row, forum["facilitators"] or settings.site.secretariat,
                      f"owner:{forum['slug']}", now, parsed)

@@ -11,6 +11,7 @@ Reads and writes nothing on disk.
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.policy
 import html as html_module
@@ -39,7 +40,10 @@ DANGEROUS_BLOCKS = re.compile(r"<(script|style|iframe|object|embed|noscript|temp
                               r"</\1\s*>", re.IGNORECASE | re.DOTALL)
 # Defects that only say a message is slightly untidy; it still goes out.
 MINOR_DEFECTS = frozenset({"MissingHeaderBodySeparatorDefect", "ObsoleteHeaderDefect",
-                           "InvalidHeaderDefect", "NonPrintableDefect"})
+                           "InvalidHeaderDefect", "NonPrintableDefect",
+                           "CloseBoundaryNotFoundDefect", "CharsetDecodeDefect",
+                           # address headers: From is checked on its own (sender_of)
+                           "AddressHeaderDefect"})
 OUR_HEADERS = ("List-Id", "List-Post", "List-Help", "List-Subscribe", "List-Unsubscribe",
                "List-Unsubscribe-Post", "List-Archive", "List-Owner", "Precedence",
                LOOP_HEADER, "Approved", "Approve", "Errors-To", "Return-Path",
@@ -100,7 +104,8 @@ class Parsed:
     sender: tuple[str, str] | None = None  # (name, address) from From, or None if ambiguous
     message_id: str = ""
     defects: list[str] = field(default_factory=list)
-    auto: str = ""  # why this is automatic mail (auto-reply, bulk), else ""
+    auto: str = ""  # why this is an automatic reply (RFC 3834), else ""
+    bulk: str = ""  # Precedence: bulk/junk/list: never answered automatically
     bounce: bool = False
     list_ids: tuple[str, ...] = ()
     loops: tuple[str, ...] = ()
@@ -109,20 +114,40 @@ class Parsed:
     def serious_defects(self) -> list[str]:
         return [d for d in self.defects if d.split(":")[0] not in MINOR_DEFECTS]
 
+    @property
+    def answerable(self) -> bool:
+        """May we send this sender an automatic reply (RFC 3834)?"""
+        return not (self.auto or self.bulk or self.bounce) and self.sender is not None
+
+    def raw_header(self, name: str) -> str | None:
+        return raw_header(self.message, name)
+
     def header(self, name: str) -> str:
-        try:
-            return decode_header_text(self.message.get(name))
-        except Exception:
-            return ""
+        return decode_header_text(self.raw_header(name))
+
+
+def raw_header(message: Message, name: str) -> str | None:
+    """A header's value as it arrived (8-bit bytes kept as surrogates), or None.
+
+    compat32's `get` turns raw 8-bit headers into Header objects whose text
+    has lost the bytes; the raw items still have them."""
+    wanted = name.lower()
+    try:
+        for key, value in message.raw_items():
+            if key.lower() == wanted:
+                return value if isinstance(value, str) else str(value)
+    except Exception:
+        return None
+    return None
 
 
 def parse(raw: bytes, mail_from: str = "") -> Parsed:
     """Read an incoming message; MessageError (the reason to hold) when unsafe."""
-    if b"\x00" in raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]:
-        raise MessageError("a NUL byte in the message headers")
+    head = _header_block(raw)
+    _check_header_block(head)
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    except Exception as error:
+    except Exception as error:  # RecursionError on absurd nesting, among others
         raise MessageError(f"the message cannot be parsed: {type(error).__name__}") from None
     _check_structure(message)
     defects: list[str] = []
@@ -133,21 +158,100 @@ def parse(raw: bytes, mail_from: str = "") -> Parsed:
         defects = [f"UnparseableDefect: {type(error).__name__}"]
     parsed = Parsed(message=message, defects=defects)
     parsed.subject = parsed.header("Subject")
-    try:
-        parsed.sender = first_address(parsed.header("From"))
-    except Exception:
-        parsed.sender = None
+    parsed.sender = sender_of(parsed.raw_header("From"))
     parsed.message_id = _message_id(parsed.header("Message-ID"))
-    parsed.auto = _automatic(parsed, mail_from)
+    parsed.auto = _automatic(parsed)
+    precedence = parsed.header("Precedence").lower()
+    parsed.bulk = f"Precedence: {precedence}" if precedence in ("bulk", "junk", "list") else ""
     parsed.bounce = _is_bounce(parsed, mail_from)
     parsed.list_ids = tuple(_all(message, "List-Id"))
     parsed.loops = tuple(_all(message, LOOP_HEADER))
     return parsed
 
 
-def _all(message: Message, name: str) -> list[str]:
+def sender_of(raw_from: str | None) -> tuple[str, str] | None:
+    """(display name, address) from a raw From value: the address is read
+    before any RFC 2047 decoding (so an encoded line break in the name cannot
+    pass for syntax), then the name is decoded. None when ambiguous."""
+    if raw_from is None:
+        return None
+    text = raw_from
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    # An encoded-word is one atom (RFC 2047 §5): hide each behind a placeholder
+    # so that a ':' or '@' inside it cannot pass for address syntax.
+    words: list[str] = []
+
+    def hide(match: re.Match) -> str:
+        words.append(match.group(0))
+        return f"ENCODEDWORD{len(words) - 1}X"
+
+    masked = _ENCODED_WORD.sub(hide, " ".join(text.split()))
     try:
-        return [decode_header_text(v).lower() for v in message.get_all(name, [])]
+        found = first_address(masked)
+    except Exception:
+        return None
+    if found is None or "ENCODEDWORD" in found[1].upper():
+        return None
+    if not _parses_cleanly(masked):
+        return None
+    name, address = found
+    name = re.sub(r"ENCODEDWORD(\d+)X", lambda m: words[int(m.group(1))], name)
+    return decode_header_text(name), address
+
+
+def _parses_cleanly(value: str) -> bool:
+    """A second opinion from the `email` package's strict header parser: any
+    defect it sees in From (an unbalanced bracket, stray text) is ambiguity."""
+    try:
+        header = email.policy.default.header_factory("From", value)
+    except Exception:
+        return False
+    return not header.defects and len(header.addresses) == 1
+
+
+_ENCODED_WORD = re.compile(r"=\?[^?\s]{1,40}\?[bBqQ]\?[^?\s]*\?=")
+
+
+HEADER_FIELD_LIMIT = 64 * 1024
+HEADER_COUNT_LIMIT = 1000
+KNOWN_ENCODINGS = ("7bit", "8bit", "binary", "quoted-printable", "base64")
+
+
+def _header_block(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    return raw if end < 0 else raw[:end]
+
+
+def _check_header_block(head: bytes) -> None:
+    """Hold what the `email` package would silently misread in the headers."""
+    if b"\x00" in head:
+        raise MessageError("a NUL byte in the message headers")
+    if re.search(rb"\r(?!\n)|(?<!\r)\n", head):
+        raise MessageError("a bare CR or LF inside the headers (a line-break trick that "
+                           "could smuggle extra header fields)")
+    lines = head.split(b"\r\n")
+    fields = sum(1 for line in lines if line[:1] not in (b" ", b"\t"))
+    if fields > HEADER_COUNT_LIMIT:
+        raise MessageError(f"{fields} header fields (more than {HEADER_COUNT_LIMIT})")
+    size = 0
+    for line in lines:
+        size = size + len(line) if line[:1] in (b" ", b"\t") else len(line)
+        if size > HEADER_FIELD_LIMIT:
+            raise MessageError(f"a header field longer than {HEADER_FIELD_LIMIT // 1024} KB")
+
+
+def _all(message: Message, name: str) -> list[str]:
+    wanted = name.lower()
+    try:
+        return [decode_header_text(v).lower() for k, v in message.raw_items()
+                if k.lower() == wanted]
     except Exception:
         return []
 
@@ -173,16 +277,43 @@ def _check_structure(message: Message) -> None:
                 payload = part.get_payload()
                 if isinstance(payload, list):
                     stack.extend((child, depth + 1) for child in payload)
+                continue
+            encoding = str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower()
+            if encoding not in KNOWN_ENCODINGS:
+                raise MessageError(f"unknown Content-Transfer-Encoding '{encoding[:40]}': "
+                                   f"the part cannot be decoded")
+            if part.get_content_maintype() == "text":
+                _check_charset(part)
+            if encoding == "base64":
+                part.get_payload(decode=True)  # records base64 defects on the part
+                bad = [type(d).__name__ for d in part.defects if "Base64" in type(d).__name__]
+                if bad:
+                    raise MessageError(f"a base64 part that does not decode ({bad[0]})")
+        except MessageError:
+            raise
         except Exception as error:
             raise MessageError(f"a MIME part cannot be read: {type(error).__name__}") from None
 
 
-def _automatic(parsed: Parsed, mail_from: str) -> str:
+def _check_charset(part: Message) -> None:
+    charset = part.get_content_charset()
+    if not charset:
+        return
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        data = part.get_payload(decode=True) or b""
+        if not data.isascii():
+            raise MessageError(f"text in the unknown charset '{charset[:40]}' cannot be "
+                               f"decoded faithfully") from None
+
+
+def _automatic(parsed: Parsed) -> str:
     auto = parsed.header("Auto-Submitted").lower()
     if auto and auto != "no":
         return f"Auto-Submitted: {auto}"
     precedence = parsed.header("Precedence").lower()
-    if precedence in ("bulk", "junk", "list", "auto_reply"):
+    if precedence == "auto_reply":
         return f"Precedence: {precedence}"
     for name in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
         value = parsed.header(name).lower()
@@ -233,16 +364,41 @@ def html_to_text(html: str) -> str:
 
 
 def decode_payload(part: Message) -> str:
-    """A text part's payload as str: declared charset, else UTF-8, else Latin-1."""
+    """A text part's payload as str: the declared charset, else line by line
+    UTF-8 or Latin-1 (so one stray Latin-1 line does not spoil the rest).
+    NUL characters are dropped."""
     data = part.get_payload(decode=True) or b""
-    charset = part.get_content_charset() or "utf-8"
+    return decode_bytes(data, part.get_content_charset()).replace("\x00", "")
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
     try:
-        return data.decode(charset)
+        return data.decode(charset or "utf-8")
     except (LookupError, UnicodeDecodeError):
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            return data.decode("latin-1")
+        lines = []
+        for line in data.splitlines(keepends=True):
+            try:
+                lines.append(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                lines.append(line.decode("latin-1"))
+        return "".join(lines)
+
+
+def is_clean_text_part(part: Message) -> bool:
+    """True when a text part can go out exactly as it came: 7-bit transport,
+    valid in its declared charset (ASCII when none is declared), no NUL."""
+    try:
+        encoded = part.get_payload()
+        if not isinstance(encoded, str) or not encoded.isascii():
+            return False
+        data = part.get_payload(decode=True) or b""
+        charset = part.get_content_charset()
+        if b"\x00" in data or (charset is None and not data.isascii()):
+            return False
+        data.decode(charset or "ascii")
+    except Exception:  # unknown charset, undecodable bytes, odd payloads
+        return False
+    return True
 
 
 def compose(*, sender: str, to: str, subject: str, text: str, domain: str,

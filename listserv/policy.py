@@ -44,6 +44,9 @@ def decide_post(db, forum: dict, parsed: Parsed, domain: str) -> Decision:
     loop = is_loop(parsed, forum, domain)
     if loop:
         return Decision("ignore", f"mail loop: {loop}")
+    if parsed.bulk:
+        return Decision("hold", f"bulk mail ({parsed.bulk}) sent to the forum; a "
+                                f"facilitator decides (no automatic notice is sent)")
     if parsed.sender is None:
         return Decision("hold", "the From header is missing, has several addresses or "
                                 "does not parse; a facilitator must check the sender")
