@@ -8,6 +8,7 @@ acceptance). Will not send mail: confirmation round trips are in
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -122,21 +123,42 @@ def read_csv(handle) -> Iterator[tuple[int, dict]]:
 def import_rows(db, slug: str, rows: Iterable[tuple[int, dict]], *, now: datetime,
                 languages: tuple[str, ...]) -> dict:
     """Add members from CSV rows in one transaction per call; returns counts and
-    the problems by line. Rows for existing members are skipped, not changed."""
+    the problems by line. Rows for existing members are skipped, not changed.
+    Rows are checked in Python and written with one statement per table, so a
+    chunk of a thousand rows costs a few milliseconds, not a thousand inserts."""
     result = {"added": 0, "existing": 0, "problems": []}
     forum = get_forum(db, slug)
+    stamp = now.isoformat()
+    fresh: dict[str, tuple] = {}
+    for line, row in rows:
+        try:
+            address = check(row.get("address", ""))
+            language = row.get("language") or forum["language"]
+            mode, profile = row.get("mode") or "each", row.get("profile") or "email"
+            check_options(language=language, mode=mode, profile=profile, languages=languages)
+        except (AddressError, ListservError) as error:
+            result["problems"].append(f"line {line}: {error}")
+            continue
+        if address in fresh:
+            result["existing"] += 1
+            continue
+        fresh[address] = (forum["id"], address, domain_of(address),
+                          _clean_name(row.get("name", "")), language,
+                          _clean_name(row.get("region", "")), mode, profile, stamp)
     with db.atomic():
-        for line, row in rows:
-            try:
-                add(db, slug, row["address"], now=now, languages=languages,
-                    name=row.get("name", ""), language=row.get("language") or forum["language"],
-                    mode=row.get("mode") or "each", profile=row.get("profile") or "email",
-                    region=row.get("region", ""), how="import")
-                result["added"] += 1
-            except AlreadyExists:
-                result["existing"] += 1
-            except ListservError as error:
-                result["problems"].append(f"line {line}: {error}")
+        known = {r[0] for r in db.execute(
+            "SELECT address FROM members WHERE forum_id = ? AND address IN "
+            "(SELECT value FROM json_each(?))", [forum["id"], json.dumps(list(fresh))])}
+        new = [values for address, values in fresh.items() if address not in known]
+        db.conn.executemany(
+            "INSERT INTO members (forum_id, address, domain, name, language, region, mode, "
+            "profile, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", new)
+        db.conn.executemany(
+            "INSERT INTO events (at, forum_id, kind, address, detail) "
+            "VALUES (?, ?, 'subscribed', ?, 'import')",
+            [(stamp, forum["id"], values[1]) for values in new])
+    result["added"] = len(new)
+    result["existing"] += len(known)
     return result
 
 

@@ -1,0 +1,100 @@
+"""The `listserv` command line: the root group, `init` and `serve`.
+
+Commands are thin: parse, call one core function, print. Data goes to
+stdout (`--json` for JSON), messages to stderr; errors are one line and a
+non-zero exit (see cli_common.Cli). The forum and member commands are in
+cli_forums.py, the hold commands in cli_held.py, `queue` and `status` in
+cli_status.py. The cli modules and serve.py are where the packages are
+wired together; the site is opened only when a command needs it, so
+`--help` works in any folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from listserv.cli_common import Cli, pass_site, say, utcnow
+from listserv.cli_forums import forum, member
+from listserv.cli_held import held
+from listserv.cli_status import queue_command, status
+from listserv.site import Site
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--site", envvar="LISTSERV_SITE", default="site", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The site folder (or set LISTSERV_SITE).")
+@click.option("--traceback", is_flag=True, hidden=True,
+              help="Show the full traceback of an unexpected error.")
+@click.version_option(package_name="listserv", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, site: Path, traceback: bool) -> None:
+    """Run a federated email forum site: forums, members, moderation, delivery."""
+    ctx.meta["listserv.traceback"] = traceback
+    ctx.obj = Site(site)  # opens the database on first use, so --help works anywhere
+
+
+cli.add_command(forum)
+cli.add_command(member)
+cli.add_command(held)
+cli.add_command(queue_command)
+cli.add_command(status)
+
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--domain", help="The site's mail domain, e.g. lists.example.org.")
+@click.option("--role", type=click.Choice(["hub", "relay"]),
+              help="hub (the default) or relay (a regional node).")
+@click.option("--demo", is_flag=True, help="Add sample forums on the three paths, with members.")
+@pass_site
+def init(site: Site, folder: Path | None, domain: str | None, role: str | None,
+         demo: bool) -> None:
+    """Create a site folder: listserv.toml, templates/, charter/ and data/.
+
+    FOLDER defaults to --site. An existing site is never overwritten."""
+    from listserv.init import init_site
+
+    target = folder or site.folder
+    created = init_site(target, now=utcnow(), domain=domain, role=role, demo=demo)
+    settings = created.settings
+    say(f"Created the {settings.site.role} site {settings.domain} in {target}/")
+    say("  listserv.toml  settings, documented inline (edit [site] domain and secretariat)")
+    say("  templates/     your own templates; see templates/README.txt")
+    charters = ", ".join(created.charters) or "none shipped yet"
+    say(f"  charter/       the charter text per language ({charters})")
+    say("  data/          database and outbox (git-ignored)")
+    if created.forums:
+        say(f"Demo forums: {', '.join(created.forums)} (see 'listserv forum list')")
+    site_arg = "" if target == Path("site") else f" --site {target}"
+    say(f"Next: listserv{site_arg} serve")
+
+
+@cli.command()
+@click.option("--listen", metavar="HOST:PORT",
+              help="Where the intake server listens; overrides [smtp] listen.")
+@pass_site
+def serve(site: Site, listen: str | None) -> None:
+    """Run the site: mail intake, delivery and the scheduler, in one process.
+
+    Stop it with Ctrl-C (or SIGTERM); everything accepted is on disk first,
+    so a restart picks up where it stopped. One serve per site."""
+    from listserv.settings import parse_hostport
+
+    if listen is not None:
+        try:
+            parse_hostport(listen)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--listen") from None
+    from listserv import serve as serving
+
+    site.require()
+    site.settings  # a config error stops us here, before anything listens
+    serving.run(site, listen=listen)
+
+
+def main() -> None:
+    """The console script: `listserv ...`."""
+    cli(prog_name="listserv")
