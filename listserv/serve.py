@@ -38,6 +38,8 @@ def run(site, listen: str | None = None) -> None:
     settings = site.settings  # a ConfigError stops us here, before anything starts
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("mail.log", "apscheduler"):  # a line per SMTP command / job run
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     host, port = parse_hostport(listen or settings.smtp.listen)
     site.lock()
     site.start_writer()

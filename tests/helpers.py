@@ -45,6 +45,7 @@ class SinkHandler:
         self.lock = threading.Lock()
         self.answer: Callable[[str], str | None] = lambda rcpt: None
         self.data_answer: Callable[[list[str]], str | None] = lambda rcpts: None
+        self.delay = 0.0  # seconds each DATA takes, to slow a fan-out down
 
     async def handle_RCPT(self, server, session, envelope, address, options):
         reply = self.answer(address)
@@ -54,6 +55,8 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         reply = self.data_answer(list(envelope.rcpt_tos))
         if reply:
             return reply

@@ -1,0 +1,197 @@
+"""`listserv serve` end to end: SMTP in, the real command line, a sink out."""
+
+from __future__ import annotations
+
+import json
+import re
+import smtplib
+import subprocess
+import sys
+
+import pytest
+from helpers import listserv, running_server, send_mail
+
+
+def make_site(tmp_path, sink, *extra_toml: str, web_url: str = ""):
+    """A site made by `listserv init`, delivering to the sink."""
+    folder = tmp_path / "site"
+    listserv("init", str(folder), "--domain", "lists.example.org")
+    config = folder / "listserv.toml"
+    text = config.read_text()
+    text = text.replace('smarthost = ""', f'smarthost = "127.0.0.1:{sink.port}"')
+    text = text.replace('retry_schedule = ["1m", "5m", "15m", "1h", "2h", "4h"]',
+                        'retry_schedule = ["1s", "2s"]')
+    text = text.replace("secretariat = []", 'secretariat = ["secretariat@example.org"]')
+    if web_url:
+        text = text.replace('url = ""', f'url = "{web_url}"')
+        text = text.replace('listen = "127.0.0.1:8080"', 'listen = "127.0.0.1:0"')
+    config.write_text(text + "".join(extra_toml))
+    return folder
+
+
+@pytest.fixture
+def peace(tmp_path, sink):
+    folder = make_site(tmp_path, sink)
+    listserv("forum", "create", "peace", "--title", "Peace workshop", "--path", "thematic",
+             "--facilitator", "fac@example.org", site=folder)
+    for address in ("ana@example.org", "ben@example.net", "chloe@example.org"):
+        listserv("member", "add", "peace", address, "--preconfirmed", site=folder)
+    return folder
+
+
+POST = ("From: Ana <ana@example.org>\nTo: peace@lists.example.org\nSubject: Water\n"
+        "Message-ID: <water-1@example.org>\n\nClean water for every village.\n")
+
+
+def test_a_members_post_reaches_every_member_with_the_list_headers(peace, sink):
+    with running_server(peace) as server:
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"], POST)
+        for address in ("ben@example.net", "chloe@example.org", "ana@example.org"):
+            (copy,) = sink.wait_for_recipient(address)
+    assert copy["Subject"] == "[peace] Water"
+    assert copy["List-Id"] == '"Peace workshop" <peace.lists.example.org>'
+    assert copy["List-Unsubscribe"] == "<mailto:peace-leave@lists.example.org>"
+    assert copy["Precedence"] == "list"
+    assert "Clean water for every village." in copy.get_content()
+    envelope = {c.mail_from for c in sink.caught}
+    assert envelope == {"peace-bounces@lists.example.org"}
+
+
+def test_the_same_post_sent_twice_is_distributed_once(peace, sink):
+    with running_server(peace) as server:
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"], POST)
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"], POST)
+        sink.wait_for_recipient("ben@example.net")
+        quiet = listserv("status", "--json", site=peace)
+    assert len(sink.messages_to("ben@example.net")) == 1
+    assert json.loads(quiet.stdout)  # status still reads the site while it is served
+
+
+def test_a_non_members_post_is_held_and_a_cli_approval_distributes_it_once(peace, sink):
+    stranger = POST.replace("Ana <ana@example.org>", "Zoe <zoe@example.net>")
+    with running_server(peace) as server:
+        send_mail(server.port, "zoe@example.net", ["peace@lists.example.org"], stranger)
+        held = _wait_for_hold(peace)
+        assert held["reason"] == "zoe@example.net is not a member of this forum"
+        assert sink.messages_to("ben@example.net") == []
+        listserv("held", "approve", str(held["id"]), site=peace)
+        listserv("held", "approve", str(held["id"]), site=peace)
+        sink.wait_for_recipient("ben@example.net")
+        sink.wait_for_recipient("chloe@example.org")
+    assert len(sink.messages_to("ben@example.net")) == 1
+
+
+def _wait_for_hold(site, timeout: float = 20) -> dict:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = json.loads(listserv("held", "list", "--json", site=site).stdout)
+        if rows:
+            return rows[0]
+        time.sleep(0.2)
+    raise AssertionError("no post was held")
+
+
+def test_subscribing_by_email_is_a_confirmed_round_trip_with_the_charter(peace, sink):
+    request = ("From: Dora <dora@example.org>\nTo: peace-join@lists.example.org\n"
+               "Subject: join\nMessage-ID: <join-1@example.org>\n\n")
+    with running_server(peace) as server:
+        send_mail(server.port, "dora@example.org", ["peace-join@lists.example.org"], request)
+        (confirmation,) = sink.wait_for_recipient("dora@example.org")
+        reply_to = confirmation["Reply-To"]
+        assert re.fullmatch(r"peace-confirm\+[0-9a-f]{32}@lists\.example\.org", reply_to)
+        assert "charter" in confirmation.get_content().lower()
+        members = json.loads(listserv("member", "list", "peace", "--json", site=peace).stdout)
+        assert "dora@example.org" not in [m["address"] for m in members]
+        reply = (f"From: Dora <dora@example.org>\nTo: {reply_to}\n"
+                 f"Subject: Re: {confirmation['Subject']}\n"
+                 f"In-Reply-To: {confirmation['Message-ID']}\n\nYes, I accept.\n")
+        send_mail(server.port, "dora@example.org", [reply_to], reply)
+        welcome = sink.wait_for_recipient("dora@example.org", count=2)[1]
+    assert "peace" in welcome["Subject"].lower() or "welcome" in welcome["Subject"].lower()
+    members = json.loads(listserv("member", "list", "peace", "--json", site=peace).stdout)
+    (dora,) = [m for m in members if m["address"] == "dora@example.org"]
+    assert dora["charter_accepted_at"]
+
+
+def test_the_signed_leave_address_in_list_unsubscribe_removes_the_member(tmp_path, sink):
+    folder = make_site(tmp_path, sink, web_url="https://lists.example.org")
+    listserv("forum", "create", "peace", "--title", "Peace", "--path", "thematic",
+             site=folder)
+    listserv("member", "add", "peace", "ana@example.org", "--preconfirmed", site=folder)
+    listserv("member", "add", "peace", "ben@example.net", "--preconfirmed", site=folder)
+    with running_server(folder) as server:
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"], POST)
+        (copy,) = sink.wait_for_recipient("ben@example.net")
+        links = copy["List-Unsubscribe"]
+        assert copy["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert links.startswith("<https://lists.example.org/unsubscribe/")
+        mailto = re.search(r"<mailto:([^>]+)>", links).group(1)
+        assert mailto.startswith("peace-leave+")
+        send_mail(server.port, "ben@example.net", [mailto],
+                  f"From: ben@example.net\nTo: {mailto}\nSubject: unsubscribe\n\n")
+        sink.wait_for_recipient("ben@example.net", count=2)
+    members = json.loads(listserv("member", "list", "peace", "--json", site=folder).stdout)
+    assert [m["address"] for m in members] == ["ana@example.org"]
+
+
+def test_mail_to_the_owner_address_reaches_the_facilitators(peace, sink):
+    note = ("From: ana@example.org\nTo: peace-owner@lists.example.org\nSubject: A question\n"
+            "Message-ID: <q-1@example.org>\n\nCan I post photos?\n")
+    with running_server(peace) as server:
+        send_mail(server.port, "ana@example.org", ["peace-owner@lists.example.org"], note)
+        (forwarded,) = sink.wait_for_recipient("fac@example.org")
+    assert forwarded["Subject"] == "A question"
+
+
+def test_postmaster_mail_reaches_the_secretariat(peace, sink):
+    note = "From: ana@example.org\nTo: postmaster@lists.example.org\nSubject: Help\n\nHi\n"
+    with running_server(peace) as server:
+        send_mail(server.port, "ana@example.org", ["postmaster@lists.example.org"], note)
+        sink.wait_for_recipient("secretariat@example.org")
+
+
+def test_a_second_serve_on_the_same_site_refuses_to_start(peace, sink):
+    with running_server(peace):
+        second = subprocess.run([sys.executable, "-m", "listserv", "--site", str(peace),
+                                 "serve", "--listen", "127.0.0.1:0"],
+                                capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1
+    assert "already served by process" in second.stderr
+    assert "Traceback" not in second.stderr
+
+
+def test_a_config_error_names_the_key_and_the_server_does_not_start(peace):
+    config = peace / "listserv.toml"
+    config.write_text(config.read_text().replace('protocol = "smtp"', 'protocol = "smpt"'))
+    result = listserv("serve", "--listen", "127.0.0.1:0", site=peace, check=False)
+    assert result.returncode == 1
+    assert "[smtp] protocol 'smpt' must be 'smtp' or 'lmtp'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_embedded_default_writes_every_message_to_the_outbox(tmp_path):
+    folder = tmp_path / "site"
+    listserv("init", str(folder), "--domain", "lists.example.org", "--demo")
+    forums = json.loads(listserv("forum", "list", "--json", site=folder).stdout)
+    assert {f["path"] for f in forums} == {"thematic", "socioprofessional", "geocultural"}
+    slug = forums[0]["slug"]
+    members = json.loads(listserv("member", "list", slug, "--json", site=folder).stdout)
+    sender = members[0]["address"]
+    with running_server(folder) as server:
+        send_mail(server.port, sender, [f"{slug}@lists.example.org"],
+                  f"From: {sender}\nSubject: Hello\nMessage-ID: <demo-1@example.org>\n\nHi\n")
+        import time
+        outbox = folder / "data" / "outbox" / "new"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(outbox.glob("*")):
+            time.sleep(0.1)
+    files = list(outbox.glob("*"))
+    assert files, "nothing reached the outbox"
+    assert any(b"Subject: [" + slug.encode() + b"] Hello" in f.read_bytes() for f in files)
+
+
+def test_refusals_at_rcpt_through_the_running_server(peace):
+    with running_server(peace) as server:
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            send_mail(server.port, "ana@example.org", ["nobody@lists.example.org"], POST)
