@@ -145,6 +145,9 @@ def parse(raw: bytes, mail_from: str = "") -> Parsed:
     """Read an incoming message; MessageError (the reason to hold) when unsafe."""
     head = _header_block(raw)
     _check_header_block(head)
+    if _BARE_LINE_END.search(raw):
+        raise MessageError("bare CR or LF line ends in the message (RFC 5321 2.3.8 allows "
+                           "only CRLF): a broken client or an SMTP smuggling attempt")
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception as error:  # RecursionError on absurd nesting, among others
@@ -217,6 +220,8 @@ def _parses_cleanly(value: str) -> bool:
 _ENCODED_WORD = re.compile(r"=\?[^?\s]{1,40}\?[bBqQ]\?[^?\s]*\?=")
 
 
+# A CR not followed by LF, or an LF not preceded by CR.
+_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 HEADER_FIELD_LIMIT = 64 * 1024
 HEADER_COUNT_LIMIT = 1000
 KNOWN_ENCODINGS = ("7bit", "8bit", "binary", "quoted-printable", "base64")

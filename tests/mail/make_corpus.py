@@ -207,7 +207,7 @@ MULTILINGUAL = "Paix et sécurité — السلام عليكم — 和平与安�
         "a valid UTF-8 post in French, Arabic and Chinese (RFC 2047 subject, 8-bit "
         "body): must arrive with subject and text exactly as sent",
         subject=MULTILINGUAL,
-        in_body=["Nous nous réunirons", "نلتقي يوم السبت", "我们星期六见面"])
+        in_body=["Nous nous réunirons", "نلتقي يوم السبت", "我们星期六在日内瓦见面"])
 def charset_multilingual():
     return eml(head("charset-utf8-multilingual", encoded_word(MULTILINGUAL),
                     sender=encoded_word("Anaïs Dupré", name="From") + " <ana@example.org>",
