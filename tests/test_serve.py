@@ -195,3 +195,57 @@ def test_refusals_at_rcpt_through_the_running_server(peace):
     with running_server(peace) as server:
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             send_mail(server.port, "ana@example.org", ["nobody@lists.example.org"], POST)
+
+
+def test_https_one_click_post_unsubscribes_and_a_get_only_shows_a_button(tmp_path, sink):
+    import urllib.request
+    from helpers import free_port
+    web_port = free_port()
+    folder = make_site(tmp_path, sink, web_url="https://lists.example.org")
+    config = folder / "listserv.toml"
+    config.write_text(config.read_text().replace('listen = "127.0.0.1:0"',
+                                                 f'listen = "127.0.0.1:{web_port}"'))
+    listserv("forum", "create", "peace", "--title", "Peace", "--path", "thematic",
+             site=folder)
+    for address in ("ana@example.org", "ben@example.net"):
+        listserv("member", "add", "peace", address, "--preconfirmed", site=folder)
+    with running_server(folder) as server:
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"], POST)
+        (copy,) = sink.wait_for_recipient("ben@example.net")
+        link = re.search(r"<(https://[^>]+)>", copy["List-Unsubscribe"]).group(1)
+        local = link.replace("https://lists.example.org", f"http://127.0.0.1:{web_port}")
+        page = urllib.request.urlopen(local, timeout=10).read().decode()
+        assert "<form method=\"post\"" in page
+        members = json.loads(listserv("member", "list", "peace", "--json", site=folder).stdout)
+        assert len(members) == 2, "a GET (a link scanner) must not unsubscribe"
+        request = urllib.request.Request(local, data=b"List-Unsubscribe=One-Click",
+                                         method="POST")
+        assert urllib.request.urlopen(request, timeout=10).status == 200
+        forged = urllib.request.Request(local[:-3] + "aaa", data=b"", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forged, timeout=10)
+        assert refused.value.code == 400
+    members = json.loads(listserv("member", "list", "peace", "--json", site=folder).stdout)
+    assert [m["address"] for m in members] == ["ana@example.org"]
+
+
+def test_a_message_that_keeps_failing_is_set_aside_and_shown_in_status(peace, sink):
+    broken = peace / "templates" / "en"
+    broken.mkdir(parents=True, exist_ok=True)
+    (broken / "help.txt").write_text("Subject: Help\n\n{% for x in %}\n")
+    request = ("From: ana@example.org\nTo: peace-request@lists.example.org\nSubject: help\n"
+               "Message-ID: <help-1@example.org>\n\nhelp\n")
+    with running_server(peace) as server:
+        send_mail(server.port, "ana@example.org", ["peace-request@lists.example.org"],
+                  request)
+        post = POST.replace("water-1", "water-2")
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"], post)
+        sink.wait_for_recipient("ben@example.net")  # the queue is not blocked
+        import time
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status = listserv("status", site=peace).stdout
+            if "help.txt" in status:
+                break
+            time.sleep(0.3)
+    assert "help.txt" in status, status
