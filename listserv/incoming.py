@@ -77,7 +77,8 @@ def process_message(db, site, message_id: int, now: datetime) -> None:
             continue
         if recipient.kind == "bounces":
             from listserv.bounces import handle_bounce_message
-            handle_bounce_message(db, site, row["raw"], recipient.detail, now)
+            handle_bounce_message(db, site, row["raw"], recipient.detail, now,
+                                  slug=None if recipient.slug == "listserv" else recipient.slug)
             continue
         forum = forums.find(db, recipient.slug)
         if forum is None:
@@ -106,7 +107,8 @@ def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now) ->
             _reply_invalid_token(db, site, forum, parsed, message_id, now)
     elif recipient.kind == "leave" and recipient.detail:
         try:  # the per-member address from List-Unsubscribe: leave at once
-            subscriptions.one_click_unsubscribe(db, site, recipient.detail, now)
+            subscriptions.leave_by_mail(db, site, forum, recipient.detail,
+                                        parsed.sender[1], now)
         except ListservError as error:
             log.info("message %s: one-click leave refused: %s", message_id, error)
             _reply_invalid_token(db, site, forum, parsed, message_id, now, str(error))

@@ -24,7 +24,8 @@ from listserv.errors import ListservError, TokenError
 from listserv.forums import find as find_forum, has_charter
 from listserv.notify import send_template
 from listserv.resources import shipped_dir
-from listserv.tokens import issue_token, peek_token, read_link, sign_link, use_token
+from listserv.tokens import (check_short_mac, issue_token, peek_token, read_link, short_mac,
+                             use_token)
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,22 @@ def confirm_address(forum: dict, domain: str, token: str) -> str:
 
 
 def leave_address(site, slug: str, address: str) -> str:
-    """A member's own one-click leave address, for List-Unsubscribe."""
-    token = sign_link(site.secret, "u", slug, address.lower())
-    return f"{slug}-leave+{token}@{site.settings.domain}"
+    """A member's own one-click leave address, for List-Unsubscribe: the code
+    proves the address it was made for, and only mail from that address uses it."""
+    return f"{slug}-leave+{short_mac(site.secret, 'leave', slug, address.lower())}" \
+           f"@{site.settings.domain}"
+
+
+def leave_by_mail(db, site, forum: dict, code: str, sender: str | None, now: datetime) -> str:
+    """Mail to a member's own leave address (from List-Unsubscribe) removes the
+    member at once when it comes from the address the code was made for."""
+    if not sender or not check_short_mac(site.secret, code, "leave", forum["slug"],
+                                         sender.lower()):
+        raise TokenError("this leave address was made for another member's address; "
+                         "write to the forum's -leave address to unsubscribe")
+    if unsubscribe(db, site, forum, sender, now, "one-click"):
+        return f"{sender} has left the forum '{forum['title']}'."
+    return f"{sender} is not (or no longer) a member of the forum '{forum['title']}'."
 
 
 def charter_text(site, language: str) -> str:

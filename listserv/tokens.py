@@ -4,7 +4,8 @@
 subscription, a facilitator's decision) and stores only its SHA-256;
 `use_token` spends it once, before it expires. `sign_link`/`read_link` make
 and check the HMAC-signed tokens of one-click unsubscribe links, which need
-no row. Writes the `tokens` table only.
+no row; `short_mac` is the short form for leave addresses, checked against
+the sender. Writes the `tokens` table only.
 """
 
 from __future__ import annotations
@@ -84,3 +85,14 @@ def read_link(secret: bytes, token: str) -> list[str]:
     if not hmac.compare_digest(given, expected):
         raise TokenError("this link was not issued by this site")
     return payload.decode("utf-8").split("\n")
+
+
+def short_mac(secret: bytes, *parts: str) -> str:
+    """16 lower-case base32 characters (80 bits) proving we issued `parts`;
+    short enough for an address's local part (RFC 5321: 64 octets)."""
+    payload = "\n".join(parts).encode("utf-8")
+    return _b32(hmac.new(secret, payload, hashlib.sha256).digest()[:10])
+
+
+def check_short_mac(secret: bytes, mac: str, *parts: str) -> bool:
+    return hmac.compare_digest(mac.lower(), short_mac(secret, *parts))

@@ -268,25 +268,39 @@ def test_leaving_by_mail_is_confirmed_by_the_address_itself_then_says_goodbye(
     assert "Se ha dado de baja" in goodbye["Subject"]
 
 
-def test_the_signed_leave_address_removes_the_member_at_once_and_only_once(
-        site, forum, now):
+def test_the_own_leave_address_removes_the_member_at_once_and_only_once(site, forum, now):
     members.add(site.db, "peace", ANA, now=now, languages=site.settings.site.languages)
     address = subscriptions.leave_address(site, "peace", ANA)
+    assert len(address.split("@")[0]) <= 64  # RFC 5321's limit on a local part
     recipient = classify(address, DOMAIN)
     assert recipient.kind == "leave" and recipient.slug == "peace"
     with site.db.atomic():
-        said = subscriptions.one_click_unsubscribe(site.db, site, recipient.detail, now)
+        said = subscriptions.leave_by_mail(site.db, site, forum, recipient.detail, ANA, now)
     assert ANA in said and members.find(site.db, forum["id"], ANA) is None
     with site.db.atomic():
-        subscriptions.one_click_unsubscribe(site.db, site, recipient.detail, now)
+        subscriptions.leave_by_mail(site.db, site, forum, recipient.detail, ANA, now)
     (goodbye,) = queued_to(site, ANA)
     assert "left" in goodbye["Subject"]
 
 
-def test_a_tampered_leave_link_removes_nobody(site, forum, now):
+def test_a_leave_address_used_by_another_sender_removes_nobody(site, forum, now):
     members.add(site.db, "peace", ANA, now=now, languages=site.settings.site.languages)
-    ana = classify(subscriptions.leave_address(site, "peace", ANA), DOMAIN).detail
-    ben = classify(subscriptions.leave_address(site, "peace", "ben@example.org"), DOMAIN).detail
+    code = classify(subscriptions.leave_address(site, "peace", ANA), DOMAIN).detail
+    for forged, sender in ((code, "mallory@example.net"), (code[:-2] + "aa", ANA),
+                           ("not-a-code", ANA), (code, None)):
+        with pytest.raises(TokenError):
+            subscriptions.leave_by_mail(site.db, site, forum, forged, sender, now)
+    assert members.find(site.db, forum["id"], ANA) is not None
+
+
+def test_a_tampered_https_link_removes_nobody(site, forum, now):
+    from listserv.tokens import sign_link
+    members.add(site.db, "peace", ANA, now=now, languages=site.settings.site.languages)
+    ana = sign_link(site.secret, "u", "peace", ANA)
+    ben = sign_link(site.secret, "u", "peace", "ben@example.org")
+    with site.db.atomic():
+        assert ANA in subscriptions.one_click_unsubscribe(site.db, site, ana, now)
+    members.add(site.db, "peace", ANA, now=now, languages=site.settings.site.languages)
     for forged in (ana.split(".")[0] + "." + ben.split(".")[1], "not-a-token", ana[:-2]):
         with pytest.raises(TokenError):
             subscriptions.one_click_unsubscribe(site.db, site, forged, now)

@@ -1,0 +1,349 @@
+"""The delivery engine: the outbound queue handed to mail servers.
+
+`run_delivery` runs on the server's event loop: it claims due rows in
+bounded batches (`outbox.claim`, one write), hands each group to its
+destination in one SMTP transaction on a connection kept open for the next
+(`smtpout`), or into the outbox Maildir when no smarthost or route is
+configured, and writes what came of it (`outbox.settle`, one write) right
+after the server's reply. 4xx replies, timeouts and refused connections
+defer rows along `retry_schedule`; 5xx bounces them. A destination that
+fails is left alone for a while and never holds up the others: a new or
+failed destination gets one connection until it answers, and no destination
+takes every worker. `deliver_pending` does the same once, for tests and the
+command line. All reads and writes go through the store's single writer.
+Will not render or queue mail (`queue.py`, `notify.py`).
+
+Crash window: a row is claimed ('sending') in a committed write before any
+byte of it goes out, and marked 'sent' in the write that follows the
+server's reply to DATA. If the process dies between that reply and that
+commit, the rows of the transactions then in flight (at most `concurrency`
+of them, each of at most `batch_size` recipients) are still 'sending';
+`recover` queues them again at the next start and those recipients get the
+message a second time. No other row is ever sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, OrderedDict, deque
+from datetime import datetime
+from functools import partial
+
+from listserv.addresses import is_address
+from listserv.bounces import verp_sender
+from listserv.outbox import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
+                             queue_report, recover, release, settle)
+from listserv.smtpout import MAILDIR, Pool, Unavailable, write_outbox
+from listserv.tokens import short_mac, sign_link
+
+__all__ = ["run_delivery", "deliver_pending", "personal_headers", "recover", "queue_report"]
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0  # the command line queues rows from another process, unannounced
+BODY_CACHE_BYTES = 32 * 1024 * 1024
+
+
+def personal_headers(secret: bytes, web_url: str, slug: str, domain: str,
+                     recipient: str) -> bytes:
+    """The recipient's own RFC 2369/8058 unsubscribe headers, as header lines."""
+    mailto = f"<mailto:{slug}-leave+{short_mac(secret, 'leave', slug, recipient)}@{domain}>"
+    if not web_url:
+        return f"List-Unsubscribe: {mailto}\r\n".encode("utf-8")
+    token = sign_link(secret, "u", slug, recipient)
+    link = f"<{web_url.rstrip('/')}/unsubscribe/{token}>"
+    return (f"List-Unsubscribe: {link},\r\n {mailto}\r\n"
+            f"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n").encode("utf-8")
+
+
+async def run_delivery(site, stop: asyncio.Event, wake: asyncio.Event | None = None,
+                       grace: float = 10.0) -> None:
+    """Deliver until `stop` is set; setting `wake` says new rows are queued.
+    On stop, transactions in flight get `grace` seconds to finish."""
+    await Engine(site, time.time).run(stop=stop, wake=wake, grace=grace)
+
+
+def deliver_pending(site, now=None) -> dict:
+    """Send everything due at `now` (a datetime or epoch seconds; default: the
+    clock) once; returns how many rows ended sent, deferred, bounced, failed."""
+    if now is None:
+        stamp = time.time()
+    else:
+        stamp = now.timestamp() if isinstance(now, datetime) else float(now)
+    engine = Engine(site, lambda: stamp)
+    asyncio.run(engine.run(drain=True))
+    return {key: engine.counts.get(key, 0) for key in ("sent", "deferred", "bounced", "failed")}
+
+
+class Engine:
+    """The workers' shared state: claimed groups, connections, destinations' health."""
+
+    def __init__(self, site, clock):
+        settings = site.settings
+        self.site, self.clock = site, clock
+        self.domain, self.web_url = settings.domain, settings.web.url
+        delivery = settings.delivery
+        self.concurrency, self.batch_size, self.verp = (delivery.concurrency,
+                                                        delivery.batch_size, delivery.verp)
+        self.router = Router(delivery)
+        self.policy = Policy(delivery.retry_seconds, delivery.give_up_seconds, self.router)
+        self.pool = Pool(delivery.helo or settings.domain, delivery.timeout_seconds)
+        self.ready: deque[Group] = deque()
+        self.running: dict[asyncio.Task, Group] = {}
+        self.claimed: Counter = Counter()  # rows ready or running, per destination
+        self.pending = 0  # rows ready or running
+        self.inflight: Counter = Counter()
+        self.reached: set[str] = {MAILDIR}  # destinations that answered lately
+        self.down: dict[str, tuple[float, str]] = {}  # destination -> (until, why)
+        self.bodies: OrderedDict[int, Body] = OrderedDict()
+        self.body_bytes = 0
+        self.counts: Counter = Counter()
+        self.again = True  # a claim may find something
+        self.changed = asyncio.Event()
+
+    async def write(self, fn, *args, **options):
+        if options:
+            fn = partial(fn, **options)
+        if self.site.writer is not None:
+            return await self.site.write(fn, *args)
+        return self.site.write_now(fn, *args)  # one-shot use without a writer thread
+
+    # -- capacity --------------------------------------------------------------
+    def cap(self, destination: str) -> int:
+        """Transactions at once for a destination: one until it has answered, and
+        never all workers when there are other destinations to serve."""
+        if destination not in self.reached:
+            return 1
+        if len(self.router.destinations) > 1 and destination != MAILDIR:
+            return max(1, self.concurrency - 1)
+        return self.concurrency
+
+    def room(self) -> int:
+        """Rows to claim now: enough for every worker's next two transactions."""
+        return 2 * self.concurrency * self.batch_size - self.pending
+
+    def should_claim(self) -> bool:
+        """Claim when something may be due and the workers' next groups are not
+        all at hand; small groups are claimed many at a time, not one by one."""
+        room = self.room()
+        return self.again and room > 0 and (
+            len(self.ready) < self.concurrency or room >= self.concurrency * self.batch_size)
+
+    # -- the loop ----------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None, wake: asyncio.Event | None = None,
+                  drain: bool = False, grace: float = 10.0) -> None:
+        watchers = [asyncio.create_task(self._watch(event, clear))
+                    for event, clear in ((stop, False), (wake, True)) if event is not None]
+        try:
+            while not (stop is not None and stop.is_set()):
+                if self.should_claim():
+                    self.again = False
+                    try:
+                        await self.claim()
+                    except Exception:
+                        if drain:
+                            raise
+                        log.exception("claiming deliveries failed; trying again shortly")
+                self.start_ready()
+                if drain and not self.running and not self.ready and not self.again:
+                    break
+                if self.should_claim():
+                    continue
+                self.changed.clear()
+                try:
+                    await asyncio.wait_for(self.changed.wait(), None if drain else POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    self.again = True
+                    self.pool.prune()
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            await self.stop(grace)
+
+    async def _watch(self, event: asyncio.Event, clear: bool) -> None:
+        while True:
+            await event.wait()
+            if clear:
+                event.clear()
+            self.again = True
+            self.changed.set()
+            if not clear:
+                return
+
+    async def claim(self) -> None:
+        room = self.room()
+        limits = {dest: 2 * self.cap(dest) * self.batch_size - self.claimed[dest]
+                  for dest in self.router.destinations}
+        if all(left <= 0 for left in limits.values()):
+            return  # every destination is busy; a finished transaction wakes us
+        groups, bodies = await self.write(
+            claim, self.router, self.clock(), rows=room, batch_size=self.batch_size,
+            verp=self.verp, limits=limits, known=frozenset(self.bodies))
+        for body_id, body in bodies.items():
+            if body_id in self.bodies:
+                self.bodies[body_id].personal = body.personal
+            else:
+                self._cache(body_id, body)
+        taken = 0
+        for group in groups:
+            self.ready.append(group)
+            self.claimed[group.destination] += len(group.ids)
+            taken += len(group.ids)
+        self.pending += taken
+        if taken >= room:
+            self.again = True  # there may be more right away
+
+    def start_ready(self) -> None:
+        waiting: list[Group] = []  # their destination is busy; they keep their place
+        while self.ready and len(self.running) < self.concurrency:
+            group = self.ready.popleft()
+            if self.inflight[group.destination] < self.cap(group.destination):
+                task = asyncio.create_task(self.deliver(group))
+                self.running[task] = group
+                self.inflight[group.destination] += 1
+                task.add_done_callback(self._finished)
+            else:
+                waiting.append(group)
+        self.ready.extendleft(reversed(waiting))
+
+    def _finished(self, task: asyncio.Task) -> None:
+        group = self.running.pop(task)
+        self.inflight[group.destination] -= 1
+        self.claimed[group.destination] -= len(group.ids)
+        self.pending -= len(group.ids)
+        self.again = True
+        self.changed.set()
+
+    async def stop(self, grace: float) -> None:
+        """Unstarted groups go back to the queue; running ones get `grace` seconds."""
+        if self.ready:
+            ids = [i for group in self.ready for i in group.ids]
+            self.ready.clear()
+            await self.write(release, ids)
+        if self.running:
+            _done, pending = await asyncio.wait(list(self.running), timeout=grace)
+            ids = [i for task in pending for i in self.running[task].ids]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+                log.warning("stopped %d transactions in flight; their rows are queued again",
+                            len(pending))
+                await self.write(release, ids)
+        await self.pool.close()
+
+    # -- one group -----------------------------------------------------------------
+    async def deliver(self, group: Group) -> None:
+        body = None
+        try:
+            body = await self._body(group.body_id)
+            outcome = await self.attempt(group, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the message's own problem: a few tries, then set aside
+            log.exception("delivering body %s failed", group.body_id)
+            outcome = Outcome(forum_id=body.forum_id if body else None, internal=True)
+            outcome.defer(group.ids, f"internal error: {type(error).__name__}: {error}")
+        if outcome.deferred or outcome.bounced or outcome.failed:
+            log.info("body %s via %s: %d sent, %d deferred, %d bounced, %d failed (%s)",
+                     group.body_id, group.destination, len(outcome.sent),
+                     sum(map(len, outcome.deferred.values())), len(outcome.bounced),
+                     sum(map(len, outcome.failed.values())),
+                     next(iter(outcome.deferred), "") or next(iter(outcome.failed), "")
+                     or (outcome.bounced[0][3] if outcome.bounced else ""))
+        try:
+            self.counts.update(await self.write(settle, outcome, self.clock(), self.policy))
+        except Exception:
+            log.exception("could not record the outcome of %d deliveries of body %s; they "
+                          "stay 'sending' until the next start", len(group.ids), group.body_id)
+
+    async def attempt(self, group: Group, body: Body | None) -> Outcome:
+        outcome = Outcome(forum_id=body.forum_id if body else None)
+        now = self.clock()
+        until, why = self.down.get(group.destination, (0.0, ""))
+        if until > now:
+            outcome.postponed = (group.ids, until, why)
+            return outcome
+        if body is None or body.raw is None:
+            outcome.fail(group.ids, "the stored message is missing or not a message")
+            return outcome
+        pairs = []
+        for row_id, recipient in zip(group.ids, group.recipients):
+            if _sendable(recipient):
+                pairs.append((row_id, recipient))
+            else:
+                outcome.fail([row_id], f"'{recipient[:100]}' cannot be used as an address")
+        if not pairs:
+            return outcome
+        recipients = [recipient for _, recipient in pairs]
+        sender = group.sender
+        if self.verp:
+            sender = verp_sender(sender, recipients[0], self.domain)
+        data = body.raw
+        if body.personal and body.slug:
+            data = personal_headers(self.site.secret, self.web_url, body.slug, self.domain,
+                                    recipients[0]) + data
+        if group.destination == MAILDIR:
+            try:
+                await asyncio.to_thread(write_outbox, self.site.outbox, data, sender, recipients)
+            except OSError as error:
+                outcome.defer([i for i, _ in pairs], f"cannot write the outbox: {error}")
+            else:
+                outcome.sent = [i for i, _ in pairs]
+            return outcome
+        try:
+            handover = await self.pool.transact(group.destination, sender, recipients, data)
+        except Unavailable as error:
+            self._mark_down(group.destination, str(error), outcome)
+            outcome.defer([i for i, _ in pairs], str(error))
+            return outcome
+        self.reached.add(group.destination)
+        if handover.unavailable:
+            self._mark_down(group.destination, handover.unavailable, outcome)
+        index = dict((recipient, row_id) for row_id, recipient in pairs)
+        outcome.sent = [index[r] for r in handover.sent]
+        for recipient, error in handover.temporary.items():
+            outcome.defer([index[recipient]], error)
+        for recipient, (code, text) in handover.permanent.items():
+            outcome.bounced.append((index[recipient], recipient, code, text))
+        for recipient, reason in handover.failed.items():
+            outcome.fail([index[recipient]], reason)
+        return outcome
+
+    def _mark_down(self, destination: str, why: str, outcome: Outcome) -> None:
+        """Leave a failing destination alone until its first retry is due; its
+        other due rows wait with it (in the same write as this outcome)."""
+        until = self.clock() + max(1, self.policy.retry[0])
+        self.down[destination] = (until, why)
+        self.reached.discard(destination)
+        outcome.down = (destination, until, why)
+        log.warning("destination %s is unavailable until %s: %s", destination,
+                    time.strftime("%H:%M:%S", time.localtime(until)), why)
+
+    async def _body(self, body_id: int) -> Body | None:
+        body = self.bodies.get(body_id)
+        if body is None or body.raw is None:
+            loaded = await self.write(load_bodies, [body_id])
+            body = loaded.get(body_id)
+            if body is not None:
+                self._cache(body_id, body)
+        else:
+            self.bodies.move_to_end(body_id)
+        return body
+
+    def _cache(self, body_id: int, body: Body) -> None:
+        if body.raw is None:
+            return
+        self.bodies[body_id] = body
+        self.body_bytes += len(body.raw)
+        while self.body_bytes > BODY_CACHE_BYTES and len(self.bodies) > 1:
+            _, old = self.bodies.popitem(last=False)
+            self.body_bytes -= len(old.raw or b"")
+
+
+def _sendable(address: str) -> bool:
+    """An address we can put on an RCPT line: one @, no spaces or controls."""
+    return is_address(address) or (address.count("@") == 1 and not any(
+        c.isspace() or c in "<>" or ord(c) < 32 for c in address))
