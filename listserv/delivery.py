@@ -1,10 +1,10 @@
 """The delivery engine: the outbound queue handed to mail servers.
 
 `run_delivery` runs on the server's event loop: it claims due rows in
-bounded batches (`outbox.claim`, one write), hands each group to its
+bounded batches (`deliveries.claim`, one write), hands each group to its
 destination in one SMTP transaction on a connection kept open for the next
 (`smtpout`), or into the outbox Maildir when no smarthost or route is
-configured, and writes what came of it (`outbox.settle`, one write) right
+configured, and writes what came of it (`deliveries.settle`, one write) right
 after the server's reply. 4xx replies, timeouts and refused connections
 defer rows along `retry_schedule`; 5xx bounces them. A destination that
 fails is left alone for a while and never holds up the others: a new or
@@ -33,7 +33,7 @@ from functools import partial
 
 from listserv.addresses import is_address
 from listserv.bounces import verp_sender
-from listserv.outbox import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
+from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
                              queue_report, recover, release, settle)
 from listserv.smtpout import MAILDIR, Pool, Unavailable, write_outbox
 from listserv.tokens import short_mac, sign_link

@@ -16,7 +16,7 @@ from helpers import free_port, running_sink
 from listserv import forums, members
 from listserv.delivery import deliver_pending, personal_headers, queue_report, recover, \
     run_delivery
-from listserv.outbox import Router, claim
+from listserv.deliveries import Router, claim
 from listserv.queue import enqueue, queue_message, store_body
 from listserv.site import Site
 from listserv.tokens import read_link, short_mac
