@@ -9,14 +9,19 @@ to `bounces.py`, owner and postmaster mail is forwarded. Each message is
 handled in one transaction; one that keeps failing is set aside as
 'failed' after MAX_ATTEMPTS with its reason, visible in `listserv status`.
 `distribute_pending` turns approved posts into queued deliveries.
-Writes messages, posts (and through the modules it calls, holds,
-members, deliveries).
+Posts to be held leave here in status 'hold'; the moderation stage takes
+them from there. What other packages handle (decision tokens, the site's
+own addresses such as whatsnew@) comes in as `Extensions`, wired by
+`serve.py`, so this module imports none of them. Writes messages, posts
+(and through the modules it calls, members and deliveries).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from listserv import forums
@@ -27,21 +32,43 @@ from listserv.mail import Parsed, clean_header_value, parse
 from listserv.notify import send_template
 from listserv.policy import decide_post
 from listserv.queue import queue_message
-from moderation.holds import hold_post
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 
 
-def process_received(db, site, now: datetime, limit: int = 20) -> int:
+@dataclass(frozen=True)
+class Extensions:
+    """Handlers other packages add to the pipeline.
+
+    `confirm`: tried in turn on a FORUM-confirm+TOKEN message that is not a
+    subscription confirmation, `fn(db, site, forum, token, parsed, message_id,
+    now) -> bool` (True: the token was theirs). `site`: the site's own
+    addresses by local part (e.g. "whatsnew"), `fn(db, site, row, parsed,
+    now)` where `parsed` is None for a message that cannot be read.
+    """
+
+    confirm: tuple[Callable, ...] = ()
+    site: dict[str, Callable] = field(default_factory=dict)
+
+    @property
+    def site_addresses(self) -> frozenset[str]:
+        return frozenset(self.site)
+
+
+NO_EXTENSIONS = Extensions()
+
+
+def process_received(db, site, now: datetime, limit: int = 20,
+                     extensions: Extensions = NO_EXTENSIONS) -> int:
     """Handle up to `limit` received messages, each in its own savepoint."""
     rows = list(db.query("SELECT id FROM messages WHERE status = 'received' ORDER BY id LIMIT ?",
                          [limit]))
     for row in rows:
         try:
             with db.atomic():
-                process_message(db, site, row["id"], now)
+                process_message(db, site, row["id"], now, extensions)
         except Exception as error:  # a bug or a message we cannot handle: retry, then set aside
             log.exception("processing message %s failed", row["id"])
             attempts = db.execute("SELECT attempts FROM messages WHERE id = ?",
@@ -52,7 +79,8 @@ def process_received(db, site, now: datetime, limit: int = 20) -> int:
     return len(rows)
 
 
-def process_message(db, site, message_id: int, now: datetime) -> None:
+def process_message(db, site, message_id: int, now: datetime,
+                    extensions: Extensions = NO_EXTENSIONS) -> None:
     row = db["messages"].get(message_id)
     settings = site.settings
     domain = settings.domain
@@ -67,9 +95,12 @@ def process_message(db, site, message_id: int, now: datetime) -> None:
             "sender": parsed.sender[1] if parsed.sender else "",
             "defects": json.dumps(parsed.defects)})
     for rcpt in dict.fromkeys(normalise(r) for r in json.loads(row["rcpt_tos"])):
-        recipient = classify(rcpt, domain)
+        recipient = classify(rcpt, domain, extensions.site_addresses)
         if recipient is None:
             log.warning("message %s: recipient %s is not ours; skipped", message_id, rcpt)
+            continue
+        if recipient.kind == "site" and recipient.slug in extensions.site:
+            extensions.site[recipient.slug](db, site, row, parsed, now)
             continue
         if recipient.kind == "site":
             _forward(db, site, row, settings.site.secretariat, f"site:{recipient.slug}", now,
@@ -94,17 +125,20 @@ def process_message(db, site, message_id: int, now: datetime) -> None:
             _forward(db, site, row, forum["facilitators"] or settings.site.secretariat,
                      f"owner:{forum['slug']}", now, parsed)
         else:
-            _handle_command_mail(db, site, forum, recipient, parsed, message_id, now)
+            _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
+                                 extensions)
     db.execute("UPDATE messages SET status = 'done', error = ? WHERE id = ?",
                [problem, message_id])
 
 
-def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now) -> None:
+def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
+                         extensions: Extensions) -> None:
     from listserv import commands, subscriptions
     if recipient.kind == "confirm":
-        if not commands.handle_confirm(db, site, forum, recipient.detail, parsed, message_id,
-                                       now):
-            _reply_invalid_token(db, site, forum, parsed, message_id, now)
+        for handler in (commands.handle_confirm, *extensions.confirm):
+            if handler(db, site, forum, recipient.detail, parsed, message_id, now):
+                return
+        _reply_invalid_token(db, site, forum, parsed, message_id, now)
     elif recipient.kind == "leave" and recipient.detail:
         try:  # the per-member address from List-Unsubscribe: leave at once
             subscriptions.leave_by_mail(db, site, forum, recipient.detail,
@@ -143,13 +177,13 @@ def handle_post(db, site, forum: dict, row: dict, parsed: Parsed | None, problem
         "sender": sender, "subject": clean_header_value(subject, 300), "status": "new",
         "created_at": now.isoformat()}).last_pk
     if parsed is None:
-        hold_post(db, post_id, forum["id"], f"unreadable message: {problem}", now)
+        mark_for_hold(db, post_id, f"unreadable message: {problem}")
         return
     decision = decide_post(db, forum, parsed, domain)
     if decision.action == "distribute":
         db.execute("UPDATE posts SET status = 'approved' WHERE id = ?", [post_id])
     elif decision.action == "hold":
-        hold_post(db, post_id, forum["id"], decision.reason, now)
+        mark_for_hold(db, post_id, decision.reason)
     elif decision.action == "refuse":
         db.execute("UPDATE posts SET status = 'refused', reason = ? WHERE id = ?",
                    [decision.reason, post_id])
@@ -162,6 +196,13 @@ def handle_post(db, site, forum: dict, row: dict, parsed: Parsed | None, problem
         db.execute("UPDATE posts SET status = 'ignored', reason = ? WHERE id = ?",
                    [decision.reason, post_id])
         log.info("ignored message %s on %s: %s", row["id"], forum["slug"], decision.reason)
+
+
+def mark_for_hold(db, post_id: int, reason: str) -> None:
+    """Hand a post to moderation: status 'hold' with the reason; the
+    moderation stage makes the hold and tells the facilitators."""
+    db.execute("UPDATE posts SET status = 'hold', reason = ? WHERE id = ?",
+               [reason[:500], post_id])
 
 
 def _forward(db, site, row: dict, to: list[str] | tuple[str, ...], ref: str, now: datetime,
@@ -214,4 +255,4 @@ def _set_aside_unrenderable(db, post: dict, error: MessageError, now: datetime) 
                    [str(error), post["id"]])
         log.error("approved post %s cannot be distributed: %s", post["id"], error)
     else:
-        hold_post(db, post["id"], post["forum_id"], str(error), now)
+        mark_for_hold(db, post["id"], str(error))

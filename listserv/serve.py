@@ -21,9 +21,10 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from listserv import delivery
-from listserv.incoming import distribute_pending, process_received
+from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
 from listserv.settings import parse_hostport
+from moderation.holds import take_holds
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +99,25 @@ async def serve(site, host: str, port: int) -> None:
 
     distributor = Wakeable("distribution", distribute_step)
 
+    async def moderation_step() -> bool:
+        taken = await site.write(take_holds, site, utcnow(), 50)
+        if taken:
+            delivery_wake.set()  # facilitators' notices
+        return bool(taken)
+
+    moderator = Wakeable("moderation", moderation_step)
+    extensions = wire_extensions()
+
     async def pipeline_step() -> bool:
-        taken = await site.write(process_received, site, utcnow(), 20)
+        taken = await site.write(process_received, site, utcnow(), 20, extensions)
         if taken:
             distributor.wake()
+            moderator.wake()
             delivery_wake.set()
         return bool(taken)
 
     pipeline = Wakeable("pipeline", pipeline_step)
-    server = await start_intake(site, host, port, pipeline.wake)
+    server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
     web = None
     if settings.web.url:
         from listserv.web import start_web
@@ -124,11 +135,12 @@ async def serve(site, host: str, port: int) -> None:
     print(f"listserv: serving {settings.domain} on {host}:{port} "
           f"({settings.smtp.protocol}); delivering to {where}", file=sys.stderr, flush=True)
     tasks = [asyncio.create_task(pipeline.run(stop), name="pipeline"),
+             asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
              asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake),
                                  name="delivery")]
-    pipeline.wake()
-    distributor.wake()
+    for stage in (pipeline, moderator, distributor):
+        stage.wake()
     await stop.wait()
     log.info("stopping")
     server.close()
@@ -137,6 +149,11 @@ async def serve(site, host: str, port: int) -> None:
     if web is not None:
         web.shutdown()
     await asyncio.wait(tasks, timeout=30)
+
+
+def wire_extensions() -> Extensions:
+    """What the other packages add to the pipeline: decision tokens, site addresses."""
+    return Extensions()
 
 
 async def _housekeeping(site) -> None:

@@ -22,8 +22,8 @@ import sqlite_utils
 
 log = logging.getLogger(__name__)
 
-# Each entry moves the schema from version N-1 to N. Never edit a released
-# entry: add a new one.
+# Each entry moves the schema to version N from the entry before it; they
+# run in order of N. Never edit a released entry: add a new one.
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -214,7 +214,7 @@ def migrate(db: sqlite_utils.Database) -> int:
     if found > SCHEMA_VERSION:
         raise StoreError(f"the database has schema version {found}, newer than this "
                          f"listserv understands ({SCHEMA_VERSION}); upgrade listserv")
-    for version in range(found + 1, SCHEMA_VERSION + 1):
+    for version in sorted(v for v in MIGRATIONS if v > found):
         with db.atomic():
             for statement in _statements(MIGRATIONS[version]):
                 db.execute(statement)

@@ -5,7 +5,8 @@ hold out of 'held' once; deciding again changes nothing (approving an
 approved hold is a no-op, any other second decision is refused with who
 decided and when). Approved posts go back to the post pipeline as
 'approved', where distribution picks them up. Will not send mail itself:
-callers queue the notices.
+callers queue the notices. The pipeline hands posts over in status 'hold';
+`take_holds` makes them holds.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def hold_post(db, post_id: int, forum_id: int, reason: str, now: datetime) -> in
     hold_id = db.execute("SELECT id FROM holds WHERE post_id = ?", [post_id]).fetchone()[0]
     log.info("held post %s as hold %s: %s", post_id, hold_id, reason)
     return hold_id
+
+
+def take_holds(db, site, now: datetime, limit: int = 50) -> int:
+    """The moderation stage: posts the pipeline marked 'hold' become holds.
+    Returns how many were taken."""
+    rows = list(db.query("SELECT id, forum_id, reason FROM posts WHERE status = 'hold' "
+                         "ORDER BY id LIMIT ?", [limit]))
+    for row in rows:
+        hold_post(db, row["id"], row["forum_id"], row["reason"] or "held", now)
+    return len(rows)
 
 
 def get_hold(db, hold_id: int) -> dict:

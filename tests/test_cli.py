@@ -21,6 +21,7 @@ from listserv import forums, members, queue
 from listserv.cli import cli
 from listserv.cli_common import Cli
 from listserv.incoming import process_received
+from moderation.holds import take_holds
 from listserv.init import init_site
 from listserv.intake import store_incoming
 from listserv.site import Site
@@ -67,7 +68,9 @@ def held_post(folder: Path, sender: str = "stranger@example.net", subject: str =
            f"Message-ID: <held-{tag}@example.net>\n\n{body}").replace("\n", "\r\n").encode()
     with site.db.atomic():
         store_incoming(site.db, raw, sender, [f"peace@{DOMAIN}"], NOW)
-    process_received(site.db, site, NOW)
+    with site.db.atomic():
+        process_received(site.db, site, NOW)
+        take_holds(site.db, site, NOW)
     hold_id = site.db.execute("SELECT h.id FROM holds h JOIN posts p ON p.id = h.post_id "
                               "WHERE p.header_id = ?", [f"held-{tag}@example.net"]).fetchone()[0]
     site.db.conn.close()
