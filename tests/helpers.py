@@ -248,3 +248,20 @@ def running_intake(site):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         site.stop_writer()
+
+
+def make_site(tmp_path, sink, *extra_toml: str, web_url: str = ""):
+    """A site made by `listserv init`, delivering to the sink."""
+    folder = tmp_path / "site"
+    listserv("init", str(folder), "--domain", "lists.example.org")
+    config = folder / "listserv.toml"
+    text = config.read_text()
+    text = text.replace('smarthost = ""', f'smarthost = "127.0.0.1:{sink.port}"')
+    text = text.replace('retry_schedule = ["1m", "5m", "15m", "1h", "2h", "4h"]',
+                        'retry_schedule = ["1s", "2s"]')
+    text = text.replace("secretariat = []", 'secretariat = ["secretariat@example.org"]')
+    if web_url:
+        text = text.replace('url = ""', f'url = "{web_url}"')
+        text = text.replace('listen = "127.0.0.1:8080"', 'listen = "127.0.0.1:0"')
+    config.write_text(text + "".join(extra_toml))
+    return folder

@@ -14,8 +14,7 @@ import threading
 import time
 from collections import Counter
 
-from helpers import Server, listserv
-from test_serve import make_site
+from helpers import Server, listserv, make_site
 
 CONCURRENCY, BATCH = 4, 20
 

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Server, listserv
-from test_serve import make_site
+from helpers import Server, listserv, make_site
 
 CORPUS = Path(__file__).parent / "mail"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())
