@@ -108,7 +108,8 @@ def post_status(site, message_id: int, timeout: float = 20) -> tuple[str, str] |
     while True:
         rows = query(site, "SELECT status, reason FROM posts WHERE message_id = ?",
                      (message_id,))
-        if not rows or rows[0][0] not in ("new", "approved") or time.monotonic() > deadline:
+        if not rows or rows[0][0] not in ("new", "hold", "approved") \
+                or time.monotonic() > deadline:
             return rows[0] if rows else None
         time.sleep(0.05)
 
