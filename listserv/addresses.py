@@ -93,6 +93,8 @@ def classify(address: str, domain: str, site_addresses: frozenset[str] = frozens
     if local in ("postmaster", "abuse") or local in site_addresses:
         return Recipient("site", local)
     base, _, detail = local.partition("+")
+    if detail and base in site_addresses:  # e.g. templates+TOKEN: a site address's code
+        return Recipient("site", base, detail)
     for suffix in ("request", "join", "leave", "owner", "confirm", "bounces"):
         if base.endswith("-" + suffix):
             return Recipient(suffix, base[: -len(suffix) - 1], detail)

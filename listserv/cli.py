@@ -18,8 +18,13 @@ import click
 from listserv.cli_common import Cli, pass_site, say, utcnow
 from listserv.cli_forums import forum, member
 from listserv.cli_held import held
-from listserv.cli_status import queue_command, status
+from listserv.cli_status import SECTIONS, queue_command, status
 from listserv.site import Site
+from digests.cli import COMMANDS as DIGEST_COMMANDS
+from digests.wiring import STATUS as DIGEST_STATUS
+from moderation.cli import request_group, sender_group
+from relays.cli import COMMANDS as RELAY_COMMANDS
+from relays.status import SECTION as RELAY_STATUS
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,8 +44,16 @@ def cli(ctx: click.Context, site: Path, traceback: bool) -> None:
 cli.add_command(forum)
 cli.add_command(member)
 cli.add_command(held)
+cli.add_command(request_group)
+cli.add_command(sender_group)
 cli.add_command(queue_command)
 cli.add_command(status)
+for _command in RELAY_COMMANDS:  # relay, recipient, translation, postal
+    cli.add_command(_command)
+SECTIONS.append(RELAY_STATUS)
+for _command in DIGEST_COMMANDS:  # initiative, whatsnew, digest, templates
+    cli.add_command(_command)
+SECTIONS.append(DIGEST_STATUS)
 
 
 @cli.command()

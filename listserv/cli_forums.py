@@ -1,7 +1,8 @@
 """`listserv forum ...` and `listserv member ...`: forums and their members.
 
 Thin commands over forums.py, members.py and subscriptions.py: create, show
-and edit forums; add, remove, list and import members. `member add` without
+and edit forums (their hold rules through moderation/rules.py); add,
+remove, list and import members. `member add` without
 --preconfirmed, and `member import --invite`, queue a confirmation request
 instead of adding (the running server delivers it). Imports go through the
 file in chunks of IMPORT_CHUNK rows, one transaction each, so a file of any
@@ -94,6 +95,8 @@ def forum_list(site: Site, as_json: bool) -> None:
 @pass_site
 def forum_show(site: Site, slug: str, as_json: bool) -> None:
     """Show one forum's settings, facilitators and counts."""
+    from moderation.rules import describe_rules
+
     found = forums.get(site.db, slug)
     found["members"] = members.count(site.db, found["id"])
     found["held"] = site.db.execute("SELECT count(*) FROM holds WHERE forum_id = ? AND "
@@ -110,6 +113,7 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
                   ("Digest", found["digest"]), ("Description", found["description"]),
                   ("Archive", found["archive_url"] or "-"),
                   ("Facilitators", found["facilitators"] or "none"),
+                  ("Hold rules", describe_rules(found)),
                   ("Members", found["members"]), ("Held posts", found["held"]),
                   ("Created", found["created_at"][:19])])
 
@@ -133,21 +137,44 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
               help="Add a facilitator; repeat for several.")
 @click.option("--remove-facilitator", "removed", multiple=True, metavar="ADDR",
               help="Remove a facilitator; repeat for several.")
+@click.option("--non-member", type=click.Choice(("hold", "reject", "discard")),
+              help="Hold rule: what happens to a non-member's post.")
+@click.option("--probation", type=click.IntRange(0), metavar="N",
+              help="Hold rule: hold each new member's first N posts (0: none).")
+@click.option("--max-size", type=click.IntRange(0), metavar="BYTES",
+              help="Hold rule: hold posts bigger than this (0: no limit).")
+@click.option("--hold-types", metavar="LIST",
+              help="Hold rule: hold attachments of these types or names, e.g. "
+                   "'application/x-msdownload, *.exe' ('' for none).")
+@click.option("--hold-words", metavar="LIST",
+              help="Hold rule: hold posts containing these phrases, comma-separated.")
+@click.option("--hold-loops/--no-hold-loops", default=None,
+              help="Hold rule: hold suspected mail loops (the default) or let them pass.")
+@click.option("--daily-limit", type=click.IntRange(0), metavar="N",
+              help="Hold rule: hold a member's posts beyond N a day (0: no limit).")
+@click.option("--emergency/--no-emergency", default=None,
+              help="Hold every post to the forum until switched off again.")
 @pass_site
 def forum_edit(site: Site, slug: str, title, forum_path, language, policy, digest, charter,
-               subscription, content, description, archive_url, added, removed) -> None:
-    """Change a forum's settings or facilitators; only the options given change."""
+               subscription, content, description, archive_url, added, removed,
+               **hold_rules) -> None:
+    """Change a forum's settings, facilitators or hold rules; only the options given change."""
+    from moderation.rules import edit_rules
+
     changes = {key: value for key, value in (
         ("title", title), ("path", forum_path), ("language", language), ("policy", policy),
         ("digest", digest), ("charter", charter), ("subscription", subscription),
         ("content", content), ("description", description), ("archive_url", archive_url),
     ) if value is not None}
-    if not changes and not added and not removed:
+    rules = {key: value for key, value in hold_rules.items() if value is not None}
+    if not changes and not added and not removed and not rules:
         raise click.UsageError("nothing to change: give at least one option "
                                "(see 'listserv forum edit --help')")
-    forums.edit(site.db, slug, changes, languages=site.settings.site.languages,
-                add_facilitators=added, remove_facilitators=removed)
-    what = list(changes) + (["facilitators"] if added or removed else [])
+    with site.db.atomic():
+        forums.edit(site.db, slug, changes, languages=site.settings.site.languages,
+                    add_facilitators=added, remove_facilitators=removed)
+        edit_rules(site.db, slug, rules)
+    what = list(changes) + (["facilitators"] if added or removed else []) + list(rules)
     say(f"Changed forum '{slug}': {', '.join(what)}")
 
 

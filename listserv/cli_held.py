@@ -1,9 +1,10 @@
 """`listserv held ...`: the hold queue from the command line.
 
 Lists held posts, shows one with its message, and carries out the
-secretariat's decisions through moderation.holds.decide (via "cli", by the
-local user). A rejection queues a notice with the reason to the poster in
-the same transaction as the decision, so neither is lost without the other.
+secretariat's decisions through moderation.decisions.carry_out (via "cli",
+by the local user), the path decisions by reply take too. A rejection
+queues a notice with the reason to the poster in the same transaction as
+the decision, so neither is lost without the other.
 Approved posts go back to the pipeline; the running server distributes
 them. Reads `holds`, `posts` and `messages`; writes through holds.py and
 the outbound queue only.
@@ -11,12 +12,9 @@ the outbound queue only.
 
 from __future__ import annotations
 
-import importlib.util
-
 import click
 
-from listserv import forums, members
-from listserv.addresses import is_address
+from listserv import forums
 from listserv.cli_common import (json_option, local_user, pass_site, print_fields, print_json,
                                  print_table, say, server_pid, utcnow)
 from listserv.errors import MessageError
@@ -101,32 +99,12 @@ def _read_message(raw: bytes | None) -> tuple[dict, str, str]:
 
 
 def _decide(site: Site, hold_id: int, decision: str, reason: str = "") -> dict:
-    now = utcnow()
-    with site.db.atomic():
-        hold = holds.decide(site.db, hold_id, decision, by=local_user(), via="cli", now=now,
-                            reason=reason)
-        if decision == "reject" and hold["changed"]:
-            _notify_rejection(site, hold, reason, now)
-    return hold
+    """The same decision path as a facilitator's reply (moderation.decisions),
+    in one transaction: the decision, the sender's standing, the poster's notice."""
+    from moderation.decisions import carry_out
 
-
-def _notify_rejection(site: Site, hold: dict, reason: str, now) -> None:
-    """Tell the poster why: moderation.notices when it is there, else the template."""
-    if importlib.util.find_spec("moderation.notices") is not None:
-        from moderation.notices import notify_rejection
-        notify_rejection(site.db, site, hold, reason, now)
-        return
-    if not is_address(hold["sender"] or ""):
-        return
-    from listserv.notify import send_template
-
-    forum = forums.get(site.db, hold["slug"])
-    member = members.find(site.db, forum["id"], hold["sender"])
-    send_template(site.db, site, "notice-rejected.txt", to=hold["sender"],
-                  language=member["language"] if member else forum["language"],
-                  ref=f"rejected:{hold['id']}", now=now, forum=forum,
-                  in_reply_to=hold["header_id"] or "", subject=hold["subject"],
-                  reason=reason, hold={"id": hold["id"], "reason": hold["reason"]})
+    return carry_out(site.db, site, hold_id, decision, by=local_user(), via="cli",
+                     now=utcnow(), reason=reason)
 
 
 @held.command("approve")
@@ -150,7 +128,7 @@ def held_approve(site: Site, hold_id: int) -> None:
 def held_reject(site: Site, hold_id: int, reason: str) -> None:
     """Reject a held post; the poster gets a notice with the reason."""
     hold = _decide(site, hold_id, "reject", " ".join(reason.split()))
-    told = f"; {hold['sender']} is told" if is_address(hold["sender"] or "") else ""
+    told = f"; {hold['sender']} is told" if hold.get("told") else "; the poster is not told"
     say(f"Rejected hold {hold_id} on '{hold['slug']}'{told}" + (f": {reason}" if reason else ""))
 
 
@@ -161,6 +139,28 @@ def held_discard(site: Site, hold_id: int) -> None:
     """Discard a held post silently (spam): nobody is told."""
     hold = _decide(site, hold_id, "discard")
     say(f"Discarded hold {hold_id} on '{hold['slug']}'")
+
+
+@held.command("accept-always")
+@click.argument("hold_id", metavar="ID", type=int)
+@pass_site
+def held_accept_always(site: Site, hold_id: int) -> None:
+    """Approve a held post and stop holding its sender for who they are."""
+    hold = _decide(site, hold_id, "accept-always")
+    if not hold["changed"]:
+        say(f"Hold {hold_id} was already approved; nothing changed")
+        return
+    say(f"Approved hold {hold_id} on '{hold['slug']}'; {hold['sender']} is no longer held "
+        f"for who they are")
+
+
+@held.command("ban")
+@click.argument("hold_id", metavar="ID", type=int)
+@pass_site
+def held_ban(site: Site, hold_id: int) -> None:
+    """Discard a held post and discard its sender's posts from now on."""
+    hold = _decide(site, hold_id, "ban")
+    say(f"Discarded hold {hold_id} on '{hold['slug']}'; {hold['sender']} is banned there")
 
 
 @held.command("log")
@@ -176,8 +176,9 @@ def held_log(site: Site, slug: str | None, as_json: bool) -> None:
         print_json(rows)
         return
     print_table([dict(row, at=(row["decided_at"] or "")[:16],
+                      decision=row["decision"] or row["status"],
                       who=f"{row['decided_by']} ({row['decided_via']})") for row in rows],
-                [("id", "id"), ("slug", "forum"), ("status", "decision"), ("at", "at"),
+                [("id", "id"), ("slug", "forum"), ("decision", "decision"), ("at", "at"),
                  ("who", "by"), ("sender", "from"), ("subject", "subject"),
                  ("decision_reason", "reason")],
                 empty="No decisions yet.")

@@ -18,6 +18,10 @@ from listserv.cli_common import (age, json_option, pass_site, print_fields, prin
 from listserv.site import Site
 
 RECENT = 10
+# Sections other packages add to the screen (wired in cli.py): (key, collect, describe)
+# with collect(site, now) -> data (shown as report[key] by --json) and
+# describe(data) -> lines of text.
+SECTIONS: list[tuple] = []
 
 
 def queue_report(db, now: datetime) -> dict:
@@ -70,6 +74,8 @@ def site_status(site: Site, now: datetime, pid: str | None) -> dict:
                        "oldest_waiting_seconds": summary.get("oldest_waiting_seconds")}
     report["bounces"] = list(db.query(
         "SELECT at, recipient, code, detail FROM bounces ORDER BY id DESC LIMIT ?", [RECENT]))
+    for key, collect, _describe in SECTIONS:
+        report[key] = collect(site, now)
     return report
 
 
@@ -165,6 +171,10 @@ def status(site: Site, as_json: bool) -> None:
         click.echo("\nRecent bounces:")
         print_table(report["bounces"], [("at", "at"), ("recipient", "recipient"),
                                         ("code", "code"), ("detail", "detail")])
+    for key, _collect, describe in SECTIONS:
+        click.echo()
+        for line in describe(report[key]):
+            click.echo(line)
 
 
 def _print_counts(label: str, counts: dict) -> None:

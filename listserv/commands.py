@@ -5,8 +5,9 @@ line; quoted text, reply headers and signatures are not read), carries them
 out, and answers once, in the member's language, with each command and its
 result. Command words are English, with the natural French, Spanish and
 Portuguese ones accepted too (`aide`, `ayuda`, `ajuda`, `abonner`...).
-Writes members and tokens through `members.py` and `subscriptions.py`, and
-replies through `notify.send_template`. Will not answer automatic mail, nor
+`get REF` and `index` send, as a message of its own, what the `fetch` hook
+(Extensions.fetch) returns. Writes members and tokens through `members.py`
+and `subscriptions.py`, and replies through `notify.send_template`. Will not answer automatic mail, nor
 anyone but one plain mailbox.
 """
 
@@ -15,13 +16,14 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from listserv import members, subscriptions
 from listserv.errors import ListservError
 from listserv.mail import Parsed, clean_header_value, text_body
-from listserv.notify import send_template
+from listserv.notify import send_template, send_text
 from listserv.subscriptions import result_row
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,7 @@ class Request:
     in_reply_to: str
     now: datetime
     hints: list[str] = field(default_factory=list)
+    fetch: Callable | None = None  # Extensions.fetch: documents for `get` and `index`
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -266,12 +269,28 @@ class Request:
         return result_row(command.line, "set-done", table[value], setting)
 
     def do_index(self, command: Command) -> dict:
+        if self.send_document("index", ":index"):
+            return result_row(command.line, "index-sent")
         return result_row(command.line, "index-empty")
 
     def do_get(self, command: Command) -> dict:
         if not command.args:
             return result_row(command.line, "get-usage")
-        return result_row(command.line, "get-none", clean_header_value(command.args[0], 40))
+        ref = clean_header_value(command.args[0], 40).strip(".,;:()<>\"'")
+        if ref and self.send_document(ref, f":get:{ref.lower()}"):
+            return result_row(command.line, "get-sent", ref)
+        return result_row(command.line, "get-none", ref or command.args[0][:40])
+
+    def send_document(self, ref: str, ref_suffix: str) -> bool:
+        """Send what `fetch` returns for `ref` as its own message; False if nothing."""
+        found = self.fetch(self.db, self.site, ref, self.language()) if self.fetch else None
+        if found is None:
+            return False
+        subject, text = found
+        send_text(self.db, self.site, to=self.address, subject=subject, text=text,
+                  ref=f"reply:{self.message_row_id}{ref_suffix}", now=self.now,
+                  forum=self.forum, in_reply_to=self.in_reply_to)
+        return True
 
 
 def _mailbox(parsed: Parsed, site, what: str, message_row_id: int) -> tuple[str, str] | None:
@@ -293,7 +312,7 @@ def _mailbox(parsed: Parsed, site, what: str, message_row_id: int) -> tuple[str,
 
 
 def handle_request(db, site, forum: dict, kind: str, parsed: Parsed, message_row_id: int,
-                   now: datetime) -> None:
+                   now: datetime, fetch: Callable | None = None) -> None:
     """Carry out the commands of a mail to FORUM-request ("request"), FORUM-join
     ("join") or FORUM-leave ("leave") and answer once."""
     sender = _mailbox(parsed, site, f"{forum['slug']}-{kind}", message_row_id)
@@ -307,6 +326,7 @@ def handle_request(db, site, forum: dict, kind: str, parsed: Parsed, message_row
     elif kind == "leave":
         commands, unknown = [Command("unsubscribe", [], "unsubscribe")], []
     request = Request(db, site, forum, address, name, message_row_id, parsed.message_id, now,
+                      fetch=fetch,
                       hints=[c.language for c in commands if c.language])
     real = [c for c in commands if c.name != "help"]
     if not real:

@@ -48,6 +48,13 @@ Start from a copy of the shipped file. Mail templates begin with a
 they can use the values they are given ({{ forum.title }}, {{ site.name }})
 but cannot read files or run code. A new language is added by listing it
 in listserv.toml ([site] languages) and adding its folder here.
+
+The server checks a file here before it uses it (within [templates]
+check_every, or at once with 'listserv templates check'): a broken one is
+reported to the secretariat and in 'listserv status', and the last good
+version stays in use. Every version used is kept: 'listserv templates
+history NAME' and 'listserv templates rollback NAME'. The secretariat may
+also send a template to templates@ (your domain) to check and activate it.
 """
 
 GITIGNORE = "# The database, spool and outbox: never edited by hand, never committed.\ndata/\n"

@@ -209,12 +209,14 @@ def sender_of(raw_from: str | None) -> tuple[str, str] | None:
 
 def _parses_cleanly(value: str) -> bool:
     """A second opinion from the `email` package's strict header parser: any
-    defect it sees in From (an unbalanced bracket, stray text) is ambiguity."""
+    defect it sees in From (an unbalanced bracket, stray text) is ambiguity,
+    and so is group syntax, even a group of one ("Team: ana@example.org;")."""
     try:
         header = email.policy.default.header_factory("From", value)
     except Exception:
         return False
-    return not header.defects and len(header.addresses) == 1
+    return not header.defects and len(header.addresses) == 1 and \
+        all(group.display_name is None for group in header.groups)
 
 
 _ENCODED_WORD = re.compile(r"=\?[^?\s]{1,40}\?[bBqQ]\?[^?\s]*\?=")

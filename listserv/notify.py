@@ -3,7 +3,9 @@
 Renders a mail template (`Subject:` line, blank line, body) in the
 recipient's language, composes it with safe headers (RFC 3834
 `Auto-Submitted`, so auto-responders do not answer us) and queues it under
-a ref that makes retrying the same send harmless. Writes through
+a ref that makes retrying the same send harmless (`send_text` does the same
+for a text that is already written). Site templates are read from their
+checked copies (`site.active_templates`). Writes through
 `queue.queue_message`; reads templates. Will not decide who may receive
 what: callers do.
 """
@@ -48,15 +50,28 @@ def send_template(db, site, name: str, *, to: str, language: str, ref: str, now:
                   attachments: list[Message] | None = None, **context) -> int:
     """Render template `name` for `to` and queue it; returns rows queued (0 if
     this ref already reached `to`)."""
-    settings = site.settings
     full = {**site_context(site, forum), **context}
-    subject, body = render_mail(site.templates, name, language, **full)
+    subject, body = render_mail(site.active_templates, name, language, **full)
+    return send_text(db, site, to=to, subject=subject, text=body, ref=ref, now=now,
+                     forum=forum, reply_to=reply_to, in_reply_to=in_reply_to,
+                     attachments=attachments)
+
+
+def send_text(db, site, *, to: str, subject: str, text: str, ref: str, now: datetime,
+              forum: dict | None = None, reply_to: str = "", in_reply_to: str = "",
+              attachments: list[Message] | None = None, sender: str = "") -> int:
+    """Queue a text we already have (a fetched document, a rendered template)
+    to `to`, with the same headers as send_template; returns rows queued.
+    `sender` replaces the From address (the forum's -request, else postmaster)."""
+    settings = site.settings
+    body = text
     if forum is not None:
         addresses = forum_addresses(forum["slug"], settings.domain)
-        sender, envelope = addresses["request"], addresses["bounces"]
+        author, envelope = addresses["request"], addresses["bounces"]
     else:
-        sender = f"postmaster@{settings.domain}"
+        author = f"postmaster@{settings.domain}"
         envelope = f"listserv-bounces@{settings.domain}"
+    sender = sender or author
     headers = {"Auto-Submitted": "auto-replied" if in_reply_to else "auto-generated",
                "Precedence": "bulk", "X-Auto-Response-Suppress": "All"}
     if reply_to:

@@ -21,6 +21,7 @@ from listserv.notify import forum_addresses
 class Decision:
     action: str  # distribute, hold, refuse, ignore
     reason: str = ""
+    rule: str = ""  # which rule decided a hold: bulk, sender, malformed, moderated, non-member
 
 
 def is_loop(parsed: Parsed, forum: dict, domain: str) -> str:
@@ -46,13 +47,13 @@ def decide_post(db, forum: dict, parsed: Parsed, domain: str) -> Decision:
         return Decision("ignore", f"mail loop: {loop}")
     if parsed.bulk:
         return Decision("hold", f"bulk mail ({parsed.bulk}) sent to the forum; a "
-                                f"facilitator decides (no automatic notice is sent)")
+                                f"facilitator decides (no automatic notice is sent)", "bulk")
     if parsed.sender is None:
         return Decision("hold", "the From header is missing, has several addresses or "
-                                "does not parse; a facilitator must check the sender")
+                                "does not parse; a facilitator must check the sender", "sender")
     serious = parsed.serious_defects
     if serious:
-        return Decision("hold", f"malformed MIME ({', '.join(serious[:3])})")
+        return Decision("hold", f"malformed MIME ({', '.join(serious[:3])})", "malformed")
     address = parsed.sender[1]
     facilitator = is_facilitator(db, forum["id"], address)
     member = find_member(db, forum["id"], address)
@@ -64,7 +65,7 @@ def decide_post(db, forum: dict, parsed: Parsed, domain: str) -> Decision:
     if policy == "moderated":
         if facilitator:
             return Decision("distribute")
-        return Decision("hold", "every post to this forum is moderated")
+        return Decision("hold", "every post to this forum is moderated", "moderated")
     if policy == "members" and not (member or facilitator):
-        return Decision("hold", f"{address} is not a member of this forum")
+        return Decision("hold", f"{address} is not a member of this forum", "non-member")
     return Decision("distribute")

@@ -55,6 +55,20 @@ def enqueue_members(db, ref: str, body_id: int, sender: str, now: datetime, *,
     return db.conn.total_changes - before
 
 
+def enqueue_select(db, ref: str, body_id: int, sender: str, now: datetime, select: str,
+                   params: Iterable = ()) -> int:
+    """Queue a body to the recipients a query selects (its columns: address,
+    domain), in one statement inside SQLite; returns how many rows are new.
+    `select` is our own SQL (values go in `params`), never text from outside."""
+    stamp = now.timestamp()
+    before = db.conn.total_changes
+    db.execute(
+        "INSERT OR IGNORE INTO deliveries (ref, body_id, recipient, domain, sender, next_at, "
+        f"created_at) SELECT ?, ?, address, domain, ?, ?, ? FROM ({select}) "
+        "ORDER BY domain, address", [ref, body_id, sender, stamp, stamp, *params])
+    return db.conn.total_changes - before
+
+
 def queue_message(db, ref: str, message: Message | bytes, recipients: Iterable[str],
                   sender: str, now: datetime, forum_id: int | None = None) -> int:
     """Store one message and queue it to `recipients`; the whole send at once."""

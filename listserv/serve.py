@@ -24,7 +24,10 @@ from listserv import delivery
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
 from listserv.settings import parse_hostport
-from moderation.holds import take_holds
+from digests import wiring as digests_wiring
+from moderation import stage as moderation_stage
+from moderation.reminders import remind_due
+from relays.serving import relay_extensions, start_relays
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +103,13 @@ async def serve(site, host: str, port: int) -> None:
     distributor = Wakeable("distribution", distribute_step)
 
     async def moderation_step() -> bool:
-        taken = await site.write(take_holds, site, utcnow(), 50)
+        taken = await site.write(moderation_stage.moderate, site, utcnow(), 50)
         if taken:
             delivery_wake.set()  # facilitators' notices
         return bool(taken)
 
     moderator = Wakeable("moderation", moderation_step)
-    extensions = wire_extensions()
+    extensions = relay_extensions(site, wire_extensions(site))  # relay@, and a relay's addresses
 
     async def pipeline_step() -> bool:
         taken = await site.write(process_received, site, utcnow(), 20, extensions)
@@ -117,6 +120,7 @@ async def serve(site, host: str, port: int) -> None:
         return bool(taken)
 
     pipeline = Wakeable("pipeline", pipeline_step)
+    await digests_wiring.start(site)  # checked templates in place before any mail is answered
     server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
     web = None
     if settings.web.url:
@@ -128,6 +132,11 @@ async def serve(site, host: str, port: int) -> None:
     scheduler.add_job(_housekeeping, "interval", hours=1, args=[site],
                       next_run_time=utcnow() + timedelta(seconds=30), id="housekeeping",
                       coalesce=True, max_instances=1)
+    scheduler.add_job(_moderation_reminders, "interval",
+                      seconds=settings.moderation.seconds("check_every"),
+                      args=[site, delivery_wake], next_run_time=utcnow() + timedelta(seconds=1),
+                      id="moderation-reminders", coalesce=True, max_instances=1)
+    digests_wiring.add_jobs(scheduler, site, delivery_wake.set)  # What's New, digests, templates
     scheduler.start()
 
     where = settings.delivery.smarthost or ("routes" if settings.delivery.routes else
@@ -138,7 +147,8 @@ async def serve(site, host: str, port: int) -> None:
              asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
              asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake),
-                                 name="delivery")]
+                                 name="delivery"),
+             start_relays(site, scheduler, stop, delivery_wake)]
     for stage in (pipeline, moderator, distributor):
         stage.wake()
     await stop.wait()
@@ -151,9 +161,20 @@ async def serve(site, host: str, port: int) -> None:
     await asyncio.wait(tasks, timeout=30)
 
 
-def wire_extensions() -> Extensions:
-    """What the other packages add to the pipeline: decision tokens, site addresses."""
-    return Extensions()
+def wire_extensions(site=None) -> Extensions:
+    """What the other packages add to the pipeline: decision tokens, site addresses,
+    the documents of `get REF` (with `site`: whatsnew@ and templates@ too)."""
+    digests = {} if site is None else {"site": digests_wiring.site_handlers(site.settings),
+                                       "fetch": digests_wiring.hub_fetch(site.settings)}
+    return Extensions(confirm=moderation_stage.CONFIRM_HANDLERS,
+                      post=moderation_stage.POST_RULES, **digests)
+
+
+async def _moderation_reminders(site, delivery_wake: asyncio.Event) -> None:
+    """Reminders, escalations and expiries owed now, worked out from the store."""
+    done = await site.write(remind_due, site, utcnow())
+    if any(done.values()):
+        delivery_wake.set()
 
 
 async def _housekeeping(site) -> None:

@@ -157,9 +157,32 @@ class WebSection:
 class ModerationSection:
     token_lifetime: str = "14d"
     confirm_lifetime: str = "7d"
+    remind_after: str = "2d"
+    remind_every: str = "1d"
+    escalate_after: str = "7d"
+    expire_after: str = "14d"
+    check_every: str = "15m"
+    require_authentication: bool = False
+    trusted_hosts: tuple[str, ...] = ()
 
     def check(self, key: str) -> None:
-        parse_duration(getattr(self, key))
+        if key == "require_authentication":
+            if self.require_authentication and not self.trusted_hosts:
+                raise ValueError("needs [moderation] trusted_hosts: the names your receiving "
+                                 "mail server writes in Authentication-Results")
+            return
+        if key == "trusted_hosts":
+            bad = [h for h in self.trusted_hosts if not _DOMAIN.match(h)]
+            if bad:
+                raise ValueError(f"'{bad[0]}' is not a host name like 'mx.example.org'")
+            return
+        seconds = parse_duration(getattr(self, key))
+        if key in ("remind_every", "check_every") and seconds < 1:
+            raise ValueError("must be at least '1s'")
+        if key == "expire_after" and not (parse_duration(self.remind_after)
+                                          <= parse_duration(self.escalate_after) <= seconds):
+            raise ValueError("must be at least escalate_after, which must be at least "
+                             "remind_after (e.g. '2d', '7d', '14d')")
 
     @property
     def token_seconds(self) -> int:
@@ -169,6 +192,138 @@ class ModerationSection:
     def confirm_seconds(self) -> int:
         return parse_duration(self.confirm_lifetime)
 
+    def seconds(self, key: str) -> int:
+        """One of the durations above in seconds, e.g. seconds("remind_after")."""
+        return parse_duration(getattr(self, key))
+
+
+@dataclass(frozen=True)
+class RelaySection:
+    """On a relay node: its hub, the shared secret, languages, translators, deadline."""
+
+    hub: str = ""
+    hub_node: str = ""
+    secret_file: str = "relay.key"
+    languages: tuple[str, ...] = ()
+    translators: dict[str, str] = field(default_factory=dict)
+    deadline: str = "3d"
+    machine_translation: str = ""
+
+    def check(self, key: str) -> None:
+        if key == "hub" and self.hub and ("@" not in self.hub or any(
+                c in self.hub for c in " \r\n<>")):
+            raise ValueError(f"'{self.hub}' is not the hub's federation address, e.g. "
+                             f"'relay@lists.example.org'")
+        if key == "languages":
+            bad = [lang for lang in self.languages if not _LANG.match(lang)]
+            if bad:
+                raise ValueError("must list two-letter language codes, e.g. ['fr', 'pt']")
+        if key == "translators":
+            for lang, addresses in self.translators.items():
+                if not _LANG.match(lang):
+                    raise ValueError(f"'{lang}' is not a language code; write e.g. "
+                                     f"{{ fr = \"ana@example.org\" }}")
+                bad = [a for a in self.translator_addresses(lang)
+                       if a.count("@") != 1 or any(c in a for c in " <>")]
+                if bad or not self.translator_addresses(lang):
+                    raise ValueError(f"{lang}: '{addresses}' must be addresses separated by "
+                                     f"commas, e.g. \"ana@example.org, ben@example.org\"")
+        if key == "deadline":
+            parse_duration(self.deadline)
+        if key == "machine_translation" and self.machine_translation and \
+                not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", self.machine_translation):
+            raise ValueError(f"'{self.machine_translation}' must be 'module:function'")
+
+    def translator_addresses(self, language: str) -> list[str]:
+        text = self.translators.get(language, "")
+        return [a.strip().lower() for a in text.split(",") if a.strip()]
+
+    @property
+    def deadline_seconds(self) -> int:
+        return parse_duration(self.deadline)
+
+
+_LOCAL_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?$")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def check_cron(text: str) -> None:
+    """A cron expression: five fields (minute hour day month weekday), or six
+    with seconds first; ValueError naming the problem otherwise."""
+    fields = text.split()
+    if len(fields) not in (5, 6):
+        raise ValueError(f"'{text}' must be a cron expression of five fields "
+                         f"(minute hour day month weekday), e.g. '0 6 1,15 * *'")
+    from apscheduler.triggers.cron import CronTrigger
+    names = ("minute", "hour", "day", "month", "day_of_week")
+    if len(fields) == 6:
+        names = ("second",) + names
+    try:
+        CronTrigger(**dict(zip(names, fields)), timezone="UTC")
+    except ValueError as error:
+        raise ValueError(f"'{text}' is not a cron expression: {error}") from None
+
+
+@dataclass(frozen=True)
+class WhatsnewSection:
+    """Initiative reports and the What's New bulletin (see digests/)."""
+
+    address: str = "whatsnew"
+    schedule: str = "0 6 1,15 * *"
+    review: str = "unknown"
+    item_length: int = 300
+
+    def check(self, key: str) -> None:
+        if key == "address" and not _LOCAL_NAME.match(self.address):
+            raise ValueError(f"'{self.address}' must be the part before the @, e.g. 'whatsnew'")
+        if key == "schedule":
+            check_cron(self.schedule)
+        if key == "review" and self.review not in ("unknown", "all"):
+            raise ValueError(f"'{self.review}' must be 'unknown' (review reports from "
+                             f"addresses that are no forum's members) or 'all'")
+        if key == "item_length" and not 40 <= self.item_length <= 5000:
+            raise ValueError("must be between 40 and 5000 (characters)")
+
+
+@dataclass(frozen=True)
+class DigestSection:
+    """When forum digests go out (see digests/)."""
+
+    time: str = "06:00"
+    weekday: str = "mon"
+    max_posts: int = 25
+    max_bytes: int = 200000
+    check_every: str = "1m"
+
+    def check(self, key: str) -> None:
+        if key == "check_every" and parse_duration(self.check_every) < 1:
+            raise ValueError("must be at least '1s'")
+        if key == "time" and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", self.time):
+            raise ValueError(f"'{self.time}' must be a time of day like '06:00'")
+        if key == "weekday" and self.weekday not in _WEEKDAYS:
+            raise ValueError(f"'{self.weekday}' must be one of {', '.join(_WEEKDAYS)}")
+        if key in ("max_posts", "max_bytes") and getattr(self, key) < 1:
+            raise ValueError("must be at least 1")
+
+
+@dataclass(frozen=True)
+class TemplatesSection:
+    """Editing the site's templates by email, and how they are checked (see digests/)."""
+
+    address: str = "templates"
+    render_limit: str = "2s"
+    check_every: str = "1m"
+
+    def check(self, key: str) -> None:
+        if key == "address" and not _LOCAL_NAME.match(self.address):
+            raise ValueError(f"'{self.address}' must be the part before the @, e.g. 'templates'")
+        if key in ("render_limit", "check_every") and parse_duration(getattr(self, key)) < 1:
+            raise ValueError("must be at least '1s'")
+
+    @property
+    def render_seconds(self) -> int:
+        return parse_duration(self.render_limit)
+
 
 SECTIONS = {
     "site": SiteSection,
@@ -176,6 +331,10 @@ SECTIONS = {
     "delivery": DeliverySection,
     "web": WebSection,
     "moderation": ModerationSection,
+    "relay": RelaySection,
+    "whatsnew": WhatsnewSection,
+    "digest": DigestSection,
+    "templates": TemplatesSection,
 }
 
 
@@ -186,6 +345,10 @@ class Settings:
     delivery: DeliverySection = field(default_factory=DeliverySection)
     web: WebSection = field(default_factory=WebSection)
     moderation: ModerationSection = field(default_factory=ModerationSection)
+    relay: RelaySection = field(default_factory=RelaySection)
+    whatsnew: WhatsnewSection = field(default_factory=WhatsnewSection)
+    digest: DigestSection = field(default_factory=DigestSection)
+    templates: TemplatesSection = field(default_factory=TemplatesSection)
     source: str = "listserv.toml"
 
     @property

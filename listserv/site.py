@@ -49,6 +49,13 @@ class Site:
         return self.folder / "templates"
 
     @property
+    def active_templates(self) -> Path:
+        """The checked copies of the site's templates that mail is rendered from
+        (kept by digests/templating.py; a broken edit in templates/ never
+        reaches them)."""
+        return self.data / "templates"
+
+    @property
     def charter(self) -> Path:
         return self.folder / "charter"
 

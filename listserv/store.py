@@ -10,6 +10,7 @@ business rules: the modules that own each table write its rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -180,8 +181,63 @@ MIGRATIONS: dict[int, str] = {
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
-    # 2: moderation (hold rules, senders' standing); 4: relays; 5: digests' own
-    # tables. 3: publications, what the hub sends out on a schedule and relays
+    # 2: moderation (written by moderation/): each forum's hold rules (see
+    # moderation/rules.py), what became of each hold's notice, reminder and
+    # escalation, the decision word used, a digest of each post's text (to
+    # see the same text coming round again), senders' standing per forum
+    # (accept: never held for who they are; ban: their posts are discarded),
+    # and confirmed subscription requests waiting for a facilitator.
+    2: """
+    ALTER TABLE forums ADD COLUMN non_member TEXT NOT NULL DEFAULT 'hold';
+    ALTER TABLE forums ADD COLUMN probation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE forums ADD COLUMN max_size INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE forums ADD COLUMN hold_types TEXT NOT NULL DEFAULT '';
+    ALTER TABLE forums ADD COLUMN hold_words TEXT NOT NULL DEFAULT '';
+    ALTER TABLE forums ADD COLUMN hold_loops INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE forums ADD COLUMN daily_limit INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE forums ADD COLUMN emergency INTEGER NOT NULL DEFAULT 0;
+
+    ALTER TABLE holds ADD COLUMN decision TEXT;
+    ALTER TABLE holds ADD COLUMN noticed_at TEXT;
+    ALTER TABLE holds ADD COLUMN reminded_at TEXT;
+    ALTER TABLE holds ADD COLUMN escalated_at TEXT;
+    CREATE INDEX holds_age ON holds (status, created_at);
+    CREATE INDEX posts_sender ON posts (forum_id, sender, created_at);
+    ALTER TABLE posts ADD COLUMN text_digest TEXT;
+    CREATE INDEX tokens_purpose ON tokens (purpose, used_at);
+
+    CREATE TABLE senders (
+        forum_id INTEGER NOT NULL REFERENCES forums(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        standing TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_via TEXT NOT NULL,
+        set_at TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (forum_id, address)
+    );
+
+    CREATE TABLE subscription_requests (
+        id INTEGER PRIMARY KEY,
+        token_id INTEGER NOT NULL UNIQUE,
+        forum_id INTEGER NOT NULL REFERENCES forums(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'waiting',
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        noticed_at TEXT,
+        reminded_at TEXT,
+        decision TEXT,
+        decided_by TEXT,
+        decided_via TEXT,
+        decided_at TEXT,
+        decision_reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX subscription_requests_status ON subscription_requests (forum_id, status);
+    """,
+    # 4: relays; 5: digests' own tables.
+    # 3: publications, what the hub sends out on a schedule and relays
     # carry; written by digests/, read by relays/. `payload` is the structured
     # publication as JSON (its shape is documented in digests/publications.py).
     3: """
@@ -203,6 +259,223 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX publications_kind ON publications (kind, forum_id, number);
     """,
+    # 4: relays (written by relays/). On the hub: the relays it serves and one
+    # row per (publication, relay) send with the relay's acknowledgements. On
+    # both: federation messages seen (replay guard) and refused. On a relay:
+    # publications received, its own recipients (postal addresses never leave
+    # it), translation segments, sheets and memory, link references for
+    # `get REF`, postal batches, and upstream mail sent to the hub.
+    4: """
+    CREATE TABLE relays (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        secret_file TEXT NOT NULL,
+        languages TEXT NOT NULL DEFAULT '[]',
+        regions TEXT NOT NULL DEFAULT '[]',
+        digests TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL DEFAULT 'active',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE relay_sends (
+        id INTEGER PRIMARY KEY,
+        publication_id INTEGER NOT NULL REFERENCES publications(id),
+        relay_id TEXT NOT NULL REFERENCES relays(id),
+        envelope TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        queued_at TEXT NOT NULL,
+        received_at TEXT,
+        translated_at TEXT,
+        dispatched_at TEXT,
+        translated TEXT NOT NULL DEFAULT '{}',
+        dispatched TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (publication_id, relay_id)
+    );
+    CREATE TABLE federation_seen (
+        node TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message_id INTEGER,
+        at TEXT NOT NULL,
+        PRIMARY KEY (node, envelope)
+    );
+    CREATE TABLE federation_refusals (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        message_id INTEGER,
+        mail_from TEXT NOT NULL DEFAULT '',
+        node TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE relay_publications (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        number INTEGER NOT NULL DEFAULT 0,
+        title TEXT NOT NULL DEFAULT '',
+        language TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'received',
+        received_at TEXT NOT NULL,
+        deadline_at TEXT NOT NULL,
+        ready_at TEXT,
+        dispatched_at TEXT,
+        counts TEXT NOT NULL DEFAULT '{}',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX relay_publications_status ON relay_publications (status, deadline_at);
+    CREATE TABLE relay_recipients (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        address TEXT,
+        name TEXT NOT NULL DEFAULT '',
+        language TEXT NOT NULL,
+        postal_address TEXT NOT NULL DEFAULT '',
+        country TEXT NOT NULL DEFAULT '',
+        budget INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        UNIQUE (profile, address)
+    );
+    CREATE INDEX relay_recipients_groups ON relay_recipients (profile, language, budget);
+    CREATE TABLE translation_sheets (
+        id INTEGER PRIMARY KEY,
+        publication_id INTEGER NOT NULL REFERENCES relay_publications(id),
+        language TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        token_id INTEGER,
+        created_at TEXT NOT NULL,
+        completed_at TEXT,
+        UNIQUE (publication_id, language)
+    );
+    CREATE TABLE translation_segments (
+        id INTEGER PRIMARY KEY,
+        publication_id INTEGER NOT NULL REFERENCES relay_publications(id),
+        language TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        source_language TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT,
+        draft TEXT,
+        status TEXT NOT NULL DEFAULT 'open',
+        filled_by TEXT NOT NULL DEFAULT '',
+        filled_at TEXT,
+        UNIQUE (publication_id, language, number)
+    );
+    CREATE TABLE translation_memory (
+        source_language TEXT NOT NULL,
+        language TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (source_language, language, source)
+    );
+    CREATE TABLE relay_links (
+        ref TEXT PRIMARY KEY,
+        publication_id INTEGER NOT NULL REFERENCES relay_publications(id),
+        path TEXT NOT NULL,
+        url TEXT NOT NULL DEFAULT '',
+        UNIQUE (publication_id, path, url)
+    );
+    CREATE TABLE postal_batches (
+        id TEXT PRIMARY KEY,
+        publication_id INTEGER NOT NULL REFERENCES relay_publications(id),
+        language TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        recipients INTEGER NOT NULL DEFAULT 0,
+        countries TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'building',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        built_at TEXT,
+        sent_at TEXT,
+        UNIQUE (publication_id, language)
+    );
+    CREATE TABLE postal_labels (
+        batch_id TEXT NOT NULL REFERENCES postal_batches(id),
+        recipient_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        postal_address TEXT NOT NULL,
+        country TEXT NOT NULL,
+        PRIMARY KEY (batch_id, recipient_id)
+    );
+    CREATE TABLE relay_upstream (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        forum TEXT NOT NULL DEFAULT '',
+        author TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        UNIQUE (message_id, kind, forum)
+    );
+    """,
+    # 5: digests (written by digests/): initiatives reported to whatsnew@ and
+    # which What's New issue carried each; which digest carried each post
+    # (a post's row here is what keeps it in exactly one digest); the
+    # bulletin's direct readers and opt-outs; and every version of every site
+    # template (active, superseded, broken, proposed by email), for rollback.
+    5: """
+    CREATE TABLE initiatives (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT '',
+        link TEXT NOT NULL DEFAULT '',
+        region TEXT NOT NULL DEFAULT '',
+        path TEXT NOT NULL DEFAULT '',
+        forum TEXT NOT NULL DEFAULT '',
+        language TEXT NOT NULL,
+        happens TEXT NOT NULL DEFAULT '',
+        reporter TEXT NOT NULL,
+        reporter_name TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'review',
+        reason TEXT NOT NULL DEFAULT '',
+        message_id INTEGER,
+        ack_id TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        decided_by TEXT,
+        decided_at TEXT,
+        accepted_at TEXT,
+        publication TEXT
+    );
+    CREATE INDEX initiatives_due ON initiatives (status, publication, accepted_at);
+    CREATE INDEX initiatives_reporter ON initiatives (reporter);
+    CREATE INDEX initiatives_ack ON initiatives (ack_id);
+
+    CREATE TABLE digest_posts (
+        post_id INTEGER PRIMARY KEY REFERENCES posts(id),
+        forum_id INTEGER NOT NULL,
+        publication TEXT NOT NULL
+    );
+
+    CREATE TABLE bulletin_readers (
+        address TEXT PRIMARY KEY,
+        domain TEXT NOT NULL,
+        status TEXT NOT NULL,
+        language TEXT NOT NULL,
+        profile TEXT NOT NULL DEFAULT 'email',
+        at TEXT NOT NULL
+    );
+
+    CREATE TABLE template_versions (
+        id INTEGER PRIMARY KEY,
+        language TEXT NOT NULL,
+        name TEXT NOT NULL,
+        source TEXT,
+        sha TEXT NOT NULL,
+        status TEXT NOT NULL,
+        via TEXT NOT NULL,
+        by TEXT NOT NULL DEFAULT '',
+        error TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        activated_at TEXT
+    );
+    CREATE INDEX template_versions_name ON template_versions (language, name, id);
+    CREATE INDEX posts_forum_distributed ON posts (forum_id, status, distributed_at);
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -211,11 +484,36 @@ class StoreError(Exception):
     """The database cannot be opened or migrated."""
 
 
+class Database(sqlite_utils.Database):
+    """sqlite-utils' Database whose outermost `atomic()` takes the write lock at
+    BEGIN. A deferred transaction that reads and then writes fails at once
+    with 'database is locked' when another process committed in between
+    (WAL cannot upgrade a stale snapshot); BEGIN IMMEDIATE waits its turn."""
+
+    @contextlib.contextmanager
+    def atomic(self):
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+
 def connect(path: Path, busy_timeout: float = 30) -> sqlite_utils.Database:
     """Open the site's database with the settings every connection needs;
     a write waits up to `busy_timeout` seconds for another process's lock."""
     conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
-    db = sqlite_utils.Database(conn, execute_plugins=False)
+    db = Database(conn, execute_plugins=False)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     with db.ensure_autocommit_on():

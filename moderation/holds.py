@@ -18,7 +18,11 @@ from listserv.errors import ListservError, NotFound
 
 log = logging.getLogger(__name__)
 
-DECISIONS = {"approve": "approved", "reject": "rejected", "discard": "discarded"}
+# Decision words and the status each leaves the hold in. accept-always and ban
+# also change the sender's standing (moderation/decisions.py); expire is the
+# reminders' own decision when nobody decided in time.
+DECISIONS = {"approve": "approved", "reject": "rejected", "discard": "discarded",
+             "accept-always": "approved", "ban": "discarded", "expire": "expired"}
 
 
 class HoldError(ListservError):
@@ -57,7 +61,7 @@ def get_hold(db, hold_id: int) -> dict:
 
 def decide(db, hold_id: int, decision: str, *, by: str, via: str, now: datetime,
            reason: str = "") -> dict:
-    """Carry out `decision` (approve, reject, discard) on a hold, once.
+    """Carry out `decision` (a word of DECISIONS) on a hold, once.
 
     Returns the hold as it is afterwards, with `changed` telling whether this
     call decided it. Approving an approved hold changes nothing; any other
@@ -65,7 +69,8 @@ def decide(db, hold_id: int, decision: str, *, by: str, via: str, now: datetime,
     """
     status = DECISIONS.get(decision)
     if status is None:
-        raise HoldError(f"'{decision}' is not a decision; use approve, reject or discard")
+        raise HoldError(f"'{decision}' is not a decision; use approve, reject, discard, "
+                        f"accept-always or ban")
     with db.atomic():
         hold = get_hold(db, hold_id)
         if hold["status"] != "held":
@@ -75,7 +80,7 @@ def decide(db, hold_id: int, decision: str, *, by: str, via: str, now: datetime,
                             f"{hold['decided_by']} ({hold['decided_via']}) at "
                             f"{(hold['decided_at'] or '')[:16]}; nothing to {decision}")
         db["holds"].update(hold_id, {"status": status, "decided_by": by, "decided_via": via,
-                                     "decided_at": now.isoformat(),
+                                     "decided_at": now.isoformat(), "decision": decision,
                                      "decision_reason": reason[:500]})
         db.execute("UPDATE posts SET status = ?, reason = ? WHERE id = ?",
                    [status, reason[:500] if reason else hold["reason"], hold["post_id"]])
@@ -95,8 +100,8 @@ def list_holds(db, slug: str | None = None, status: str = "held", limit: int = 5
 
 
 def decision_log(db, slug: str | None = None, limit: int = 500) -> list[dict]:
-    sql = ("SELECT h.id, f.slug, h.status, h.decided_by, h.decided_via, h.decided_at, "
-           "h.decision_reason, h.reason, p.sender, p.subject FROM holds h "
+    sql = ("SELECT h.id, f.slug, h.status, h.decision, h.decided_by, h.decided_via, "
+           "h.decided_at, h.decision_reason, h.reason, p.sender, p.subject FROM holds h "
            "JOIN forums f ON f.id = h.forum_id JOIN posts p ON p.id = h.post_id "
            "WHERE h.status != 'held'")
     params: list = []

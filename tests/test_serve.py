@@ -212,7 +212,8 @@ def test_https_one_click_post_unsubscribes_and_a_get_only_shows_a_button(tmp_pat
     assert [m["address"] for m in members] == ["ana@example.org"]
 
 
-def test_a_message_that_keeps_failing_is_set_aside_and_shown_in_status(peace, sink):
+def test_a_broken_site_template_is_not_used_nothing_is_blocked_and_status_shows_it(peace,
+                                                                                   sink):
     broken = peace / "templates" / "en"
     broken.mkdir(parents=True, exist_ok=True)
     (broken / "help.txt").write_text("Subject: Help\n\n{% for x in %}\n")
@@ -224,6 +225,9 @@ def test_a_message_that_keeps_failing_is_set_aside_and_shown_in_status(peace, si
         post = POST.replace("water-1", "water-2")
         send_mail(server.port, "ana@example.org", ["peace@lists.example.org"], post)
         sink.wait_for_recipient("ben@example.net")  # the queue is not blocked
+        (answer,) = [m for m in sink.wait_for_recipient("ana@example.org", 2)
+                     if m["Subject"].startswith("How to use")]  # the shipped help instead
+        assert "peace-request@lists.example.org" in answer.get_content()
         import time
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from digests.samples import mail_samples
 from listserv import forums
 from listserv.notify import site_context
 from listserv.resources import shipped_dir
@@ -16,7 +17,7 @@ CORE = ("help.txt", "command-results.txt", "confirm-subscribe.txt", "confirm-uns
         "notice-rejected.txt", "post-refused.txt", "charter.txt")
 CODES = ("help-sent", "confirm-sent", "already-member", "pending", "throttled",
          "leave-confirm-sent", "not-member", "set-done", "bad-value", "set-usage",
-         "index-empty", "get-usage", "get-none")
+         "index-empty", "get-usage", "get-none", "index-sent", "get-sent")
 
 
 def names(language: str) -> set[str]:
@@ -65,6 +66,105 @@ def contexts(site, forum) -> dict[str, list[dict]]:
         "notice-rejected.txt": [{**base, "subject": "Water", "reason": "Off topic"},
                                 {**base, "subject": "", "reason": ""}],
         "post-refused.txt": [{**base, "subject": "Water", "reason": "members only"}],
+        **moderation_samples(base),
+        **relay_samples(base),
+        **mail_samples(site),  # digests/: What's New, initiatives, digests, template edits
+    }
+
+
+
+def relay_samples(base: dict) -> dict[str, list[dict]]:
+    """The relays/ templates: translation sheets and answers, lowband and postal copies."""
+    field = lambda text, original="": {"text": text, "original": original}  # noqa: E731
+    entry = {"ref": "INIT-42", "title": field("A new well"), "text": field("Dug by all.", "en"),
+             "link": "https://example.org/well", "more": "L1", "link_ref": "L2",
+             "region": "Sahel", "path": "geocultural", "forum": "sahel-network",
+             "author": "Ana", "date": "", "when": "", "path_in_payload": "sections.0.items.0"}
+    view = {"key": "whatsnew:17", "kind": "whatsnew", "number": 17, "language": "fr",
+            "original_language": "en", "title": field("Quoi de neuf 17"), "forum": "",
+            "sections": [{"heading": field("Régions"), "subheading": field("Sahel", "en"),
+                          "entries": [entry, {**entry, "link": "", "link_ref": "",
+                                              "region": "", "forum": "", "author": ""}]}],
+            "untranslated": ["en"], "example_ref": "L1", "period": {}}
+    digest = {**view, "kind": "digest", "forum": "peace", "untranslated": [],
+              "sections": [{"heading": field(""), "subheading": field(""), "entries": []}]}
+    relay = {**base, "commands": "listserv@relay.example.org",
+             "whatsnew": "whatsnew@relay.example.org", "domain": "relay.example.org"}
+    sheet = {**base, "sheet": {"id": 4, "language": "fr", "deadline": "2026-11-26 09:00 UTC"},
+             "publication": {"key": "whatsnew:17", "title": "What's New 17", "language": "en"},
+             "segments": [{"number": 1, "source_language": "en", "source": "Water\nand land",
+                           "draft": "Eau"}, {"number": 3, "source_language": "fr",
+                                             "source": "Puits", "draft": None}],
+             "source_languages": ["en", "fr"], "numbers_by_language": {"en": [1], "fr": [3]}}
+    outcome = {"sheet": 4, "language": "fr", "accepted": [1, 2], "unchanged": [3],
+               "unknown": [9], "missing": [4], "complete": False, "late": False}
+    hit = {"ref": "L2", "url": "https://example.org/well", "item": entry, "view": view}
+    return {
+        "translation-sheet.txt": [sheet, {**sheet, "segments": [], "numbers_by_language": {}}],
+        "translation-reply.txt": [
+            {**sheet, "outcome": outcome, "malformed": False},
+            {**sheet, "outcome": {**outcome, "accepted": [], "unchanged": [], "unknown": [],
+                                  "missing": [1, 3]}, "malformed": True},
+            {**sheet, "outcome": {**outcome, "complete": True, "missing": []},
+             "malformed": False},
+            {**sheet, "outcome": {**outcome, "late": True}, "malformed": False}],
+        "lowband-publication.txt": [{**relay, "view": view}, {**relay, "view": digest}],
+        "lowband-get.txt": [{**relay, "found": [hit], "missing": ["L99"], "asked": True},
+                            {**relay, "found": [], "missing": ["L99"], "asked": True},
+                            {**relay, "found": [], "missing": [], "asked": False}],
+        "postal-master.txt": [{**relay, "view": view}, {**relay, "view": digest}],
+        "relay-upstream-refused.txt": [{**base, "subject": "Report", "size": 3000000,
+                                        "limit": 2097152}, {**base, "subject": "",
+                                                            "size": 3, "limit": 2}],
+    }
+
+
+def moderation_samples(base: dict) -> dict[str, list[dict]]:
+    """The moderation/ templates: notices, replies to decisions, reminders."""
+    decide = {"address": "peace-confirm+abc@lists.example.org",
+              "expires": "2026-12-07 09:00 UTC"}
+    hold = {"id": 7, "reason": "zoe@example.net is not a member", "since": "2026-11-23 09:00 UTC"}
+    what = {"kind": "hold", "id": 7, "status": "approved", "sender": "zoe@example.net",
+            "subject": "Water", "decided_by": "fac@example.org", "decided_via": "email",
+            "decided_at": "2026-11-23 10:00 UTC"}
+    item = {"id": 7, "forum": "peace", "sender": "zoe@example.net", "subject": "Water",
+            "reason": "not a member", "since": "2026-11-20 09:00 UTC", "days": 3,
+            "decide": decide}
+    request = {"id": 2, "address": "dora@example.org", "name": "Dora", "region": "Sahel",
+               "language": "fr", "mode": "each", "profile": "email",
+               "confirmed": "2026-11-22 09:00 UTC", "charter": "2026-11-22 09:00 UTC",
+               "expires": "2026-12-06 09:00 UTC"}
+    reply = {**base, "what": what, "decision": "", "reason": "", "told": False, "tried": "",
+             "address": "fac@example.org"}
+    return {
+        "moderation-held.txt": [
+            {**base, "hold": hold, "sender": "zoe@example.net", "sent_from": "Zoe <zoe@example.net>",
+             "member": False, "subject": "Water", "lines": ["Clean water", "for all"], "more": 3,
+             "decide": decide},
+            {**base, "hold": hold, "sender": "", "sent_from": "", "member": True, "subject": "",
+             "lines": [], "more": 0, "decide": None}],
+        "moderation-reply.txt": [
+            *({**reply, "outcome": "done", "decision": decision, "told": told, "reason": "Off topic"}
+              for decision, told in (("approve", False), ("reject", True), ("reject", False),
+                                     ("accept-always", False), ("ban", False), ("discard", False))),
+            *({**reply, "outcome": outcome} for outcome in (
+                "decided", "cannot", "expired", "not-facilitator", "unauthenticated",
+                "wrong-forum", "conflict", "none")),
+            {**reply, "outcome": "done", "decision": "approve",
+             "what": {**what, "kind": "request", "subject": ""}}],
+        "moderation-summary.txt": [
+            {**base, "posts": [item, {**item, "decide": None, "subject": ""}],
+             "requests": [item], "expire_days": 14},
+            {**base, "posts": [], "requests": [item], "expire_days": 14}],
+        "moderation-escalation.txt": [{**base, "items": [item], "days": 7}],
+        "moderation-expired.txt": [{**base, "subject": "Water", "days": 14},
+                                   {**base, "subject": "", "days": 14}],
+        "moderation-request.txt": [{**base, "request": request, "decide": decide},
+                                   {**base, "request": {**request, "name": "", "charter": ""},
+                                    "decide": None}],
+        "moderation-request-refused.txt": [
+            {**base, "reason": "Not a farmer", "expired": False, "days": 3},
+            {**base, "reason": "", "expired": True, "days": 14}],
     }
 
 
@@ -86,7 +186,7 @@ def test_every_mail_template_renders_with_sample_data_in_every_language(site, fo
     for name, samples in contexts(site, forum).items():
         for policy in ("members", "moderated", "announce"):
             for sample in samples:
-                sample = {**sample, "forum": {**sample["forum"], "policy": policy}}
+                sample = {**sample, "forum": {**sample.get("forum", {}), "policy": policy}}
                 subject, body = render_mail(None, name, language, **sample)
                 assert subject and "\n" not in subject and "{" not in subject, name
                 assert body.strip() and "{{" not in body and "{%" not in body, name

@@ -1,0 +1,89 @@
+"""When scheduled publications are owed, worked out from the store.
+
+A schedule is a cron expression in the site's time zone (five fields, or six
+with seconds first); `last_slot` is the latest time it fired at or before
+`now`, `next_slot` the next one. `publish_due(db, site, now)` is what the
+scheduler calls (at each slot, every minute for digest sizes, and once on
+start to catch up): it asks each kind of publication what it owes at `now`
+and publishes it, then marks publications whose deliveries are all done as
+'sent'. The scheduler only wakes this code up; the rows say what was done,
+so a missed run catches up and a second run publishes nothing twice.
+Reads the settings; writes through `whatsnew.py` and `forum_digest.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.triggers.cron import CronTrigger
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+LOOKBACK = timedelta(days=800)
+
+
+def iso(moment: datetime) -> str:
+    """The one form times are stored and compared in: ISO 8601 in UTC."""
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def trigger(expression: str, tz: str) -> CronTrigger:
+    """An APScheduler trigger for a checked cron expression (see settings.check_cron)."""
+    fields = expression.split()
+    names = (("second",) + FIELDS) if len(fields) == 6 else FIELDS
+    return CronTrigger(**dict(zip(names, fields)), timezone=tz)
+
+
+def next_slot(expression: str, tz: str, after: datetime) -> datetime | None:
+    """The first time the schedule fires strictly after `after`."""
+    return trigger(expression, tz).get_next_fire_time(None, after + timedelta(seconds=1))
+
+
+def last_slot(expression: str, tz: str, now: datetime) -> datetime | None:
+    """The latest time the schedule fired at or before `now` (None if not in
+    the last two years). Looks back in doubling steps, so a schedule of every
+    second and one of once a year cost the same few calls."""
+    cron = trigger(expression, tz)
+    step = timedelta(seconds=1)
+    while True:
+        fired = cron.get_next_fire_time(None, now - step)
+        if fired is not None and fired <= now:
+            break
+        step *= 2
+        if step > LOOKBACK:
+            return None
+    while True:
+        following = cron.get_next_fire_time(None, fired + timedelta(seconds=1))
+        if following is None or following > now:
+            return fired
+        fired = following
+
+
+def digest_schedule(settings, schedule: str) -> str | None:
+    """The cron expression of a forum's digest schedule ('daily', 'weekly')."""
+    hour, minute = (int(part) for part in settings.digest.time.split(":"))
+    if schedule == "daily":
+        return f"{minute} {hour} * * *"
+    if schedule == "weekly":
+        return f"{minute} {hour} * * {settings.digest.weekday}"
+    return None
+
+
+def publish_due(db, site, now: datetime) -> list[str]:
+    """Publish whatever is owed at `now`; returns the keys of what was published.
+    Each publication is built and queued in its own savepoint, so one that
+    fails leaves the others (and is tried again at the next run)."""
+    from digests import forum_digest, publications, whatsnew
+
+    published = []
+    if site.settings.site.role == "hub":
+        for work in (whatsnew.publish_due, forum_digest.publish_due):
+            try:
+                with db.atomic():
+                    published += work(db, site, now)
+            except Exception:  # logged; the store still says it is owed, so it is retried
+                log.exception("publishing failed at %s (%s)", iso(now), work.__module__)
+    publications.finish_sending(db, now)
+    return published

@@ -1,0 +1,189 @@
+"""Low-bandwidth email at a relay: plain text under a byte budget, and `get REF`.
+
+`lowband_parts` renders a publication's view with the `lowband-publication`
+template, wraps it at 72 columns and cuts it into numbered parts, each a
+whole message (headers included) of at most the recipient's budget: plain
+text, no attachments, every web link already a reference (`[L12]`).
+`answer_commands` answers mail to `listserv@RELAY`: `get REF` returns the
+relay's copy of an item or a link, in the reader's language and under
+their budget, and anything else gets the usage. Writes `bodies` and
+`deliveries` (through the queue); reads recipients, links and segments.
+"""
+
+from __future__ import annotations
+
+import logging
+import quopri
+from datetime import datetime
+
+from listserv.commands import parse_commands
+from listserv.mail import Parsed, clean_header_value, compose, text_body, to_bytes
+from listserv.queue import queue_message
+from listserv.templates import render_mail
+from relays.render import find_item, load_view, wrap
+
+log = logging.getLogger(__name__)
+
+MIN_ROOM = 300
+MAX_GETS = 10
+
+
+def command_address(site) -> str:
+    return f"listserv@{site.settings.domain}"
+
+
+def _headers(site) -> dict:
+    domain = site.settings.domain
+    return {"Auto-Submitted": "auto-generated", "Precedence": "bulk",
+            "X-Auto-Response-Suppress": "All", "List-Id": f"<publications.{domain}>",
+            "List-Help": f"<mailto:{command_address(site)}?subject=help>"}
+
+
+def _cost(text: str) -> int:
+    """Bytes a text takes in a quoted-printable body, with CRLF line ends."""
+    encoded = quopri.encodestring(text.encode("utf-8"))
+    return len(encoded) + encoded.count(b"\n")
+
+
+def _pack(blocks: list[str], room: int) -> list[str]:
+    """Blocks (paragraphs) into chunks of at most `room` encoded bytes; a block
+    too big for one chunk is cut at line ends, a line too long at its middle."""
+    chunks, current, used = [], [], 0
+    for block in blocks:
+        pieces = [block]
+        if _cost(block + "\n\n") > room:
+            pieces = []
+            for line in block.split("\n"):
+                while _cost(line + "\n") > room:
+                    cut = max(1, len(line) * room // (2 * _cost(line + "\n")))
+                    pieces.append(line[:cut])
+                    line = line[cut:]
+                pieces.append(line)
+        for piece in pieces:
+            cost = _cost(piece + "\n\n")
+            if current and used + cost > room:
+                chunks.append("\n\n".join(current))
+                current, used = [], 0
+            current.append(piece)
+            used += cost
+    if current:
+        chunks.append("\n\n".join(current))
+    return chunks or [""]
+
+
+def split_message(site, *, to: str, subject: str, text: str, budget: int, now: datetime,
+                  in_reply_to: str = "") -> list[bytes]:
+    """`text` as one or more plain-text messages of at most `budget` bytes each,
+    numbered '(1/3)' in the subject and '[1/3]' on top when there are several."""
+    settings = site.settings
+    sender = f"{clean_header_value(settings.site.name, 100)} <{command_address(site)}>"
+
+    def build(part: str, subject_line: str) -> bytes:
+        message = compose(sender=sender, to=to, subject=subject_line, text=part + "\n",
+                          domain=settings.domain, headers=_headers(site),
+                          in_reply_to=in_reply_to, now=now)
+        return to_bytes(message)
+
+    overhead = len(build("", subject + " (99/99)")) + len("[99/99]\n\n") + 40
+    room = budget - overhead
+    blocks = [b.strip("\n") for b in text.strip().split("\n\n") if b.strip()]
+    for _ in range(8):
+        if room < MIN_ROOM:
+            break
+        chunks = _pack(blocks, room)
+        total = len(chunks)
+        parts = [build(chunk, subject) if total == 1 else
+                 build(f"[{n}/{total}]\n\n{chunk}", f"{subject} ({n}/{total})")
+                 for n, chunk in enumerate(chunks, 1)]
+        over = max(len(p) for p in parts) - budget
+        if over <= 0:
+            return parts
+        room -= over + 16
+    raise ValueError(f"a budget of {budget} bytes leaves no room for text")
+
+
+def lowband_parts(site, view: dict, budget: int, now: datetime) -> list[bytes]:
+    """A publication for lowband readers in the view's language."""
+    subject, body = render_mail(site.active_templates, "lowband-publication.txt",
+                                view["language"], **_context(site), view=view)
+    return split_message(site, to=command_address(site), subject=subject, text=wrap(body),
+                         budget=budget, now=now)
+
+
+def _context(site) -> dict:
+    settings = site.settings
+    return {"site": {"name": settings.site.name, "domain": settings.domain,
+                     "postmaster": f"postmaster@{settings.domain}"},
+            "commands": command_address(site), "whatsnew": f"whatsnew@{settings.domain}",
+            "domain": settings.domain}
+
+
+# -- get REF -------------------------------------------------------------------
+def lookup(db, ref: str, language: str) -> dict | None:
+    """What `get REF` returns: the item (and the link, for a link's ref)."""
+    ref = ref.strip().strip(".,;:()[]<>\"'").upper()
+    rows = list(db.query("SELECT * FROM relay_links WHERE ref = ?", [ref]))
+    if not rows:
+        return None
+    link = rows[0]
+    publication = db["relay_publications"].get(link["publication_id"])
+    view = load_view(db, publication, language)
+    item = find_item(view, link["path"])
+    if item is None:
+        return None
+    return {"ref": ref, "url": link["url"], "item": item, "view": view}
+
+
+def reader(db, site, address: str) -> tuple[str, int]:
+    """(language, budget) of a lowband recipient, else the site's defaults."""
+    row = db.execute("SELECT language, budget FROM relay_recipients WHERE profile = 'lowband' "
+                     "AND address = ?", [address]).fetchone()
+    if row:
+        return row[0], row[1] or site.settings.delivery.lowband_budget
+    return site.settings.site.default_language, site.settings.delivery.lowband_budget
+
+
+def answer_commands(db, site, row: dict, parsed: Parsed | None, now: datetime) -> None:
+    """Mail to listserv@RELAY: `get REF` lines (and `help`), answered once."""
+    if parsed is None or not parsed.answerable:
+        log.info("message %s to %s is automatic or unreadable; not answered", row["id"],
+                 command_address(site))
+        return
+    address = parsed.sender[1]
+    if address.endswith("@" + site.settings.domain.lower()):
+        return
+    commands, _unknown = parse_commands(parsed.subject, text_body(parsed.message))
+    language, budget = reader(db, site, address)
+    for command in commands:
+        if command.language and not db.execute(
+                "SELECT 1 FROM relay_recipients WHERE address = ?", [address]).fetchone():
+            language = command.language
+            break
+    asked = [c.args[0] for c in commands if c.name == "get" and c.args][:MAX_GETS]
+    found, missing = [], []
+    for ref in asked:
+        hit = lookup(db, ref, language)
+        if hit:
+            found.append(hit)
+        else:
+            missing.append(clean_header_value(ref, 40))
+    subject, body = render_mail(site.active_templates, "lowband-get.txt", language,
+                                **_context(site), found=found, missing=missing,
+                                asked=bool(asked))
+    parts = split_message(site, to=address, subject=subject, text=wrap(body), budget=budget,
+                          now=now, in_reply_to=parsed.message_id)
+    sender = f"listserv-bounces@{site.settings.domain}"
+    for number, data in enumerate(parts, 1):
+        queue_message(db, f"reply:{row['id']}:get:{number}", data, [address], sender, now)
+    log.info("message %s: get %s answered for %s (%d found, %d parts)", row["id"],
+             ", ".join(asked) or "(help)", address, len(found), len(parts))
+
+
+def fetch(db, site, ref: str, language: str) -> tuple[str, str] | None:
+    """The same copy for the command hook of forum request addresses."""
+    hit = lookup(db, ref, language)
+    if hit is None:
+        return None
+    subject, body = render_mail(site.active_templates, "lowband-get.txt", language,
+                                **_context(site), found=[hit], missing=[], asked=True)
+    return subject, wrap(body)
