@@ -535,14 +535,32 @@ def migrate(db: sqlite_utils.Database) -> int:
     if found > SCHEMA_VERSION:
         raise StoreError(f"the database has schema version {found}, newer than this "
                          f"listserv understands ({SCHEMA_VERSION}); upgrade listserv")
-    for version in sorted(v for v in MIGRATIONS if v > found):
+    applied = applied_migrations(db, found)
+    if applied:
+        with db.atomic():  # from now on each migration is recorded by its number
+            db.conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, 'applied')",
+                                [(f"migration:{v}",) for v in applied])
+    for version in sorted(set(MIGRATIONS) - applied):
         with db.atomic():
             for statement in _statements(MIGRATIONS[version]):
                 db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, 'applied')",
+                       [f"migration:{version}"])
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                       [str(version)])
-        log.info("database migrated to schema version %d", version)
+                       [str(max(version, schema_version(db)))])
+        log.info("database migrated: applied migration %d", version)
     return found
+
+
+def applied_migrations(db: sqlite_utils.Database, found: int) -> set[int]:
+    """The migrations this database has had, each recorded by its number, so
+    one added below the newest (numbers need not come in order) still runs."""
+    if found == 0:
+        return set()
+    rows = db.execute("SELECT key FROM meta WHERE key LIKE 'migration:%'").fetchall()
+    if rows:
+        return {int(key.split(":")[1]) for (key,) in rows}
+    return {v for v in MIGRATIONS if v <= found}  # recorded by version alone
 
 
 def _statements(script: str) -> list[str]:

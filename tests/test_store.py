@@ -54,3 +54,19 @@ def test_the_writer_commits_many_writes_together_and_one_failure_spoils_no_other
     fresh = store.connect(path)
     keys = {row[0] for row in fresh.execute("SELECT key FROM meta WHERE key LIKE 'k%'")}
     assert keys == {"k0", "k1", "k2", "k4", "k5"}
+
+
+def test_a_migration_numbered_below_the_newest_applied_one_still_runs(tmp_path):
+    db = store.connect(tmp_path / "gap.db")
+    store.migrate(db)
+    db.execute("DELETE FROM meta WHERE key = 'migration:2'")
+    db.execute("CREATE TABLE gap_probe (x)")  # nothing else changes
+    db.conn.commit()
+    saved = dict(store.MIGRATIONS)
+    store.MIGRATIONS[2] = "CREATE TABLE gap_marker (x);"
+    try:
+        store.migrate(db)
+    finally:
+        store.MIGRATIONS.clear()
+        store.MIGRATIONS.update(saved)
+    assert "gap_marker" in db.table_names()
