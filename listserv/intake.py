@@ -92,7 +92,7 @@ class Intake:
         raw = envelope.original_content or b""
         now = datetime.now(timezone.utc)
         message_id = await self.site.write(store_incoming, raw, envelope.mail_from or "",
-                                           list(envelope.rcpt_tos), now)
+                                           list(envelope.rcpt_tos), now, priority=0)
         log.info("accepted message %s from %r for %s (%d bytes)", message_id,
                  envelope.mail_from, ", ".join(envelope.rcpt_tos), len(raw))
         self.wake()

@@ -112,7 +112,7 @@ async def serve(site, host: str, port: int) -> None:
     extensions = relay_extensions(site, wire_extensions(site))  # relay@, and a relay's addresses
 
     async def pipeline_step() -> bool:
-        taken = await site.write(process_received, site, utcnow(), 20, extensions)
+        taken = await site.write(process_received, site, utcnow(), 5, extensions)
         if taken:
             distributor.wake()
             moderator.wake()

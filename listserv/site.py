@@ -106,10 +106,11 @@ class Site:
             self.writer.close()
             self.writer = None
 
-    async def write(self, fn, *args):
-        """Run `fn(db, *args)` in one committed transaction on the writer thread."""
+    async def write(self, fn, *args, priority: int = 1):
+        """Run `fn(db, *args)` in one committed transaction on the writer thread;
+        priority 0 (intake) goes before waiting work of priority 1."""
         assert self.writer is not None, "start_writer() first"
-        return await self.writer.write(fn, *args)
+        return await self.writer.write(fn, *args, priority=priority)
 
     def write_now(self, fn, *args):
         """The same from synchronous code (the CLI, worker threads)."""

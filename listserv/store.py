@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import queue
 import sqlite3
@@ -588,7 +589,10 @@ class Writer:
         self.path = path
         self.busy_timeout = busy_timeout
         self.max_group = max_group
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        # (priority, order, job): intake's commits (priority 0) go before the
+        # pipeline's work, so a burst of mail is accepted first and handled after.
+        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
         self._thread = threading.Thread(target=self._run, name="listserv-writer", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -597,25 +601,28 @@ class Writer:
         if self._error:
             raise self._error
 
-    async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _put(self, job, priority: int) -> None:
+        self._jobs.put((priority, next(self._order), job))
+
+    async def write(self, fn: Callable[..., Any], *args: Any, priority: int = 1) -> Any:
         """Run `fn(db, *args)` on the writer thread; return its result once committed."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((fn, args, loop, future))
+        self._put((fn, args, loop, future), priority)
         return await future
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """The same as write(), for threads that are not running an event loop."""
         done = threading.Event()
         box: dict[str, Any] = {}
-        self._jobs.put((fn, args, None, (done, box)))
+        self._put((fn, args, None, (done, box)), 1)
         done.wait()
         if "error" in box:
             raise box["error"]
         return box.get("result")
 
     def close(self) -> None:
-        self._jobs.put(None)
+        self._put(None, 9)
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
@@ -627,19 +634,19 @@ class Writer:
             return
         self._ready.set()
         while True:
-            first = self._jobs.get()
+            priority, _, first = self._jobs.get()
             if first is None:
                 break
             group = [first]
-            while len(group) < self.max_group:
+            while len(group) < self.max_group:  # waiting jobs of the same priority
                 try:
-                    job = self._jobs.get_nowait()
+                    entry = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:
-                    self._jobs.put(None)
+                if entry[0] != priority or entry[2] is None:
+                    self._jobs.put(entry)
                     break
-                group.append(job)
+                group.append(entry[2])
             self._run_group(db, group)
         db.conn.close()
 
