@@ -239,7 +239,7 @@ class Server:
             profile.parent.mkdir(parents=True, exist_ok=True)
             self.profiler = children.start(
                 ["py-spy", "record", "--pid", str(self.proc.pid), "--rate", "250", "--gil",
-                 "--threads", "--format", "raw", "--output", str(profile)],
+                 "--threads", "--subprocesses", "--format", "raw", "--output", str(profile)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)  # py-spy attaches
 
@@ -262,14 +262,43 @@ class Server:
         except OSError:
             return ""
 
+    def processes(self) -> list[int]:
+        """serve and its children (the handover process), by pid."""
+        found = [self.proc.pid]
+        for pid in found:
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as handle:
+                        found.extend(int(child) for child in handle.read().split())
+            except OSError:
+                pass  # gone meanwhile
+        return found
+
     def memory(self) -> dict[str, int]:
-        return proc_status(self.proc.pid)
+        """VmHWM and VmRSS added up over serve and its children: their peaks may
+        not coincide, so the sum errs on the high side."""
+        total = {"VmHWM": 0, "VmRSS": 0}
+        for pid in self.processes():
+            try:
+                for key, value in proc_status(pid).items():
+                    total[key] += value
+            except OSError:
+                pass
+        return total
 
     def cpu(self) -> float:
-        return proc_cpu(self.proc.pid)
+        """CPU seconds of serve and its live children."""
+        total = 0.0
+        for pid in self.processes():
+            try:
+                total += proc_cpu(pid)
+            except OSError:
+                pass
+        return total
 
     def main_thread_cpu(self) -> float:
-        """The event loop's thread (intake, delivery); the rest is the store's writer."""
+        """serve's event loop thread (intake, the delivery engine's bookkeeping); the
+        rest is the store's writer thread and the handover process."""
         return proc_cpu(self.proc.pid, self.proc.pid)
 
     def stop(self) -> None:

@@ -35,7 +35,8 @@ from listserv.addresses import is_address
 from listserv.bounces import verp_sender
 from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
                              queue_report, recover, release, settle)
-from listserv.smtpout import MAILDIR, Pool, Unavailable, write_outbox
+from listserv.handover import Local, Remote
+from listserv.smtpout import MAILDIR, Unavailable, write_outbox
 from listserv.tokens import short_mac, sign_link
 
 __all__ = ["run_delivery", "deliver_pending", "personal_headers", "recover", "queue_report"]
@@ -61,8 +62,10 @@ def personal_headers(secret: bytes, web_url: str, slug: str, domain: str,
 async def run_delivery(site, stop: asyncio.Event, wake: asyncio.Event | None = None,
                        grace: float = 10.0) -> None:
     """Deliver until `stop` is set; setting `wake` says new rows are queued.
-    On stop, transactions in flight get `grace` seconds to finish."""
-    await Engine(site, time.time).run(stop=stop, wake=wake, grace=grace)
+    On stop, transactions in flight get `grace` seconds to finish. SMTP runs
+    in a process of its own unless `[delivery] own_process` is false."""
+    engine = Engine(site, time.time, own_process=site.settings.delivery.own_process)
+    await engine.run(stop=stop, wake=wake, grace=grace)
 
 
 def deliver_pending(site, now=None) -> dict:
@@ -80,7 +83,7 @@ def deliver_pending(site, now=None) -> dict:
 class Engine:
     """The workers' shared state: claimed groups, connections, destinations' health."""
 
-    def __init__(self, site, clock):
+    def __init__(self, site, clock, own_process: bool = False):
         settings = site.settings
         self.site, self.clock = site, clock
         self.domain, self.web_url = settings.domain, settings.web.url
@@ -89,7 +92,10 @@ class Engine:
                                                         delivery.batch_size, delivery.verp)
         self.router = Router(delivery)
         self.policy = Policy(delivery.retry_seconds, delivery.give_up_seconds, self.router)
-        self.pool = Pool(delivery.helo or settings.domain, delivery.timeout_seconds)
+        smtp = own_process and self.router.destinations != {MAILDIR}
+        self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
+                                                    delivery.timeout_seconds)
+        self.settling: set[asyncio.Task] = set()  # outcomes on their way to the store
         self.ready: deque[Group] = deque()
         self.running: dict[asyncio.Task, Group] = {}
         self.claimed: Counter = Counter()  # rows ready or running, per destination
@@ -156,7 +162,7 @@ class Engine:
                     await asyncio.wait_for(self.changed.wait(), None if drain else POLL_SECONDS)
                 except asyncio.TimeoutError:
                     self.again = True
-                    self.pool.prune()
+                    self.handover.prune()
         finally:
             for watcher in watchers:
                 watcher.cancel()
@@ -232,7 +238,9 @@ class Engine:
                 log.warning("stopped %d transactions in flight; their rows are queued again",
                             len(pending))
                 await self.write(release, ids)
-        await self.pool.close()
+        if self.settling:
+            await asyncio.wait(list(self.settling))
+        await self.handover.close()
 
     # -- one group -----------------------------------------------------------------
     async def deliver(self, group: Group) -> None:
@@ -253,11 +261,20 @@ class Engine:
                      sum(map(len, outcome.failed.values())),
                      next(iter(outcome.deferred), "") or next(iter(outcome.failed), "")
                      or (outcome.bounced[0][3] if outcome.bounced else ""))
+        # The worker is free for its next transaction while the outcome is written;
+        # until that write commits, the rows stay 'sending' and no claim takes them.
+        task = asyncio.create_task(self._settle(group, outcome))
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+
+    async def _settle(self, group: Group, outcome: Outcome) -> None:
         try:
             self.counts.update(await self.write(settle, outcome, self.clock(), self.policy))
         except Exception:
             log.exception("could not record the outcome of %d deliveries of body %s; they "
                           "stay 'sending' until the next start", len(group.ids), group.body_id)
+        self.again = True  # deferred rows may be due again, a destination back
+        self.changed.set()
 
     async def attempt(self, group: Group, body: Body | None) -> Outcome:
         outcome = Outcome(forum_id=body.forum_id if body else None)
@@ -281,20 +298,22 @@ class Engine:
         sender = group.sender
         if self.verp:
             sender = verp_sender(sender, recipients[0], self.domain)
-        data = body.raw
+        prefix = b""
         if body.personal and body.slug:
-            data = personal_headers(self.site.secret, self.web_url, body.slug, self.domain,
-                                    recipients[0]) + data
+            prefix = personal_headers(self.site.secret, self.web_url, body.slug, self.domain,
+                                      recipients[0])
         if group.destination == MAILDIR:
             try:
-                await asyncio.to_thread(write_outbox, self.site.outbox, data, sender, recipients)
+                await asyncio.to_thread(write_outbox, self.site.outbox, prefix + body.raw,
+                                        sender, recipients)
             except OSError as error:
                 outcome.defer([i for i, _ in pairs], f"cannot write the outbox: {error}")
             else:
                 outcome.sent = [i for i, _ in pairs]
             return outcome
         try:
-            handover = await self.pool.transact(group.destination, sender, recipients, data)
+            handover = await self.handover.transact(group.destination, sender, recipients,
+                                                    group.body_id, prefix, body.raw)
         except Unavailable as error:
             self._mark_down(group.destination, str(error), outcome)
             outcome.defer([i for i, _ in pairs], str(error))

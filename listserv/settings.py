@@ -101,6 +101,7 @@ class DeliverySection:
     routes: dict[str, str] = field(default_factory=dict)
     concurrency: int = 4
     batch_size: int = 100
+    own_process: bool = True
     verp: bool = False
     retry_schedule: tuple[str, ...] = ("1m", "5m", "15m", "1h", "2h", "4h")
     give_up_after: str = "5d"

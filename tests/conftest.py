@@ -10,25 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import running_sink  # noqa: E402
+from helpers import running_sink, write_site  # noqa: E402
 
 from listserv.site import Site  # noqa: E402
-
-DOMAIN = "lists.example.org"
-
-
-def write_site(folder: Path, smarthost_port: int | None = None, extra: str = "") -> Path:
-    """A minimal site folder; `extra` is appended TOML (whole sections)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "templates").mkdir(exist_ok=True)
-    (folder / "charter").mkdir(exist_ok=True)
-    delivery = f'smarthost = "127.0.0.1:{smarthost_port}"\n' if smarthost_port else ""
-    (folder / "listserv.toml").write_text(
-        f'[site]\ndomain = "{DOMAIN}"\nname = "Test alliance"\n'
-        f'secretariat = ["secretariat@example.org"]\n'
-        f'[delivery]\n{delivery}retry_schedule = ["1s", "2s"]\ngive_up_after = "1m"\n'
-        f'timeout = "10s"\n' + extra, encoding="utf-8")
-    return folder
 
 
 @pytest.fixture

@@ -265,3 +265,38 @@ def make_site(tmp_path, sink, *extra_toml: str, web_url: str = ""):
         text = text.replace('listen = "127.0.0.1:8080"', 'listen = "127.0.0.1:0"')
     config.write_text(text + "".join(extra_toml))
     return folder
+
+
+def write_site(folder: Path, smarthost_port: int | None = None, extra: str = "") -> Path:
+    """A minimal site folder; `extra` is appended TOML (whole sections)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "templates").mkdir(exist_ok=True)
+    (folder / "charter").mkdir(exist_ok=True)
+    delivery = f'smarthost = "127.0.0.1:{smarthost_port}"\n' if smarthost_port else ""
+    (folder / "listserv.toml").write_text(
+        f'[site]\ndomain = "lists.example.org"\nname = "Test alliance"\n'
+        f'secretariat = ["secretariat@example.org"]\n'
+        f'[delivery]\n{delivery}retry_schedule = ["1s", "2s"]\ngive_up_after = "1m"\n'
+        f'timeout = "10s"\n' + extra, encoding="utf-8")
+    return folder
+
+
+def child_processes(pid: int) -> list[int]:
+    """The pids of a live process's children (Linux /proc; [] once it is gone)."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found.extend(int(child) for child in handle.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

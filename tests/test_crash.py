@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 
-from helpers import Server, listserv, make_site
+from helpers import Server, child_processes, listserv, make_site, process_alive
 
 CONCURRENCY, BATCH = 4, 20
 
@@ -102,7 +102,11 @@ def test_a_fan_out_killed_midway_resumes_and_serves_no_one_twice_outside_the_win
                       b"From: ana@example.org\r\nSubject: Big news\r\n"
                       b"Message-ID: <big-1@example.org>\r\n\r\nFor everyone.\r\n")
     wait_until(lambda: len(sink.recipients()) >= 600, 60, "a fifth of the fan-out")
+    handover = child_processes(server.process.pid)
+    assert handover, "the handover process should be speaking SMTP to the sink"
     server.kill()
+    wait_until(lambda: not any(map(process_alive, handover)), 10,
+               "the handover process to die with the server")
     before = len(sink.recipients())
     assert before < len(members), "the fan-out finished before the kill; slow the sink"
     sink.handler.delay = 0

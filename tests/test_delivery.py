@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from conftest import write_site
+from helpers import write_site
 from helpers import free_port, running_sink
 
 from listserv import forums, members

@@ -84,7 +84,7 @@ def test_a_confirmation_address_without_its_code_is_refused(peace):
 
 
 def test_an_oversize_message_gets_552_and_is_not_stored(tmp_path, sink, now):
-    from conftest import write_site
+    from helpers import write_site
     site = Site(write_site(tmp_path / "site", sink.port,
                            extra="[smtp]\nmax_message_size = 2048\n"))
     forums.create(site.db, "peace", title="Peace", path="thematic", now=now)
@@ -97,7 +97,7 @@ def test_an_oversize_message_gets_552_and_is_not_stored(tmp_path, sink, now):
 
 
 def test_too_many_recipients_get_a_temporary_452(tmp_path, sink, now):
-    from conftest import write_site
+    from helpers import write_site
     site = Site(write_site(tmp_path / "site", sink.port, extra="[smtp]\nmax_recipients = 2\n"))
     forums.create(site.db, "peace", title="Peace", path="thematic", now=now)
     rcpts = ["peace@lists.example.org", "peace-owner@lists.example.org",
@@ -108,7 +108,7 @@ def test_too_many_recipients_get_a_temporary_452(tmp_path, sink, now):
 
 
 def test_a_locked_database_answers_451_never_250(tmp_path, sink, now):
-    from conftest import write_site
+    from helpers import write_site
     folder = write_site(tmp_path / "site", sink.port)
     site = Site(folder, busy_timeout=0.5)
     forums.create(site.db, "peace", title="Peace", path="thematic", now=now)
@@ -130,7 +130,7 @@ def test_a_locked_database_answers_451_never_250(tmp_path, sink, now):
 
 
 def test_lmtp_answers_once_per_recipient(tmp_path, sink, now):
-    from conftest import write_site
+    from helpers import write_site
     site = Site(write_site(tmp_path / "site", sink.port, extra='[smtp]\nprotocol = "lmtp"\n'))
     forums.create(site.db, "peace", title="Peace", path="thematic", now=now)
     with running_intake(site) as port:

@@ -1,0 +1,272 @@
+"""Where SMTP transactions run: in the server's process, or in one of their own.
+
+The delivery engine (`delivery.py`) asks a handover for one transaction at a
+time (`transact`): a message body (by id, with the recipient's own header
+lines to put before it), a sender and the recipients of one destination; it
+gets a `smtpout.Handover` back, or `Unavailable`.
+
+`Local` runs the transaction on the engine's own event loop (`smtpout.Pool`).
+`Remote` runs it in a child process (`python -m listserv.handover`) that has
+its own interpreter and event loop. Handing mail over costs more Python per
+recipient than anything else the server does; in one process it shares the
+interpreter lock with intake, the pipeline and the store's writer, so on a
+machine with more than one core the child lets the rest of the server run
+beside the handover instead of between its steps.
+
+The child reads and writes no database and no files; it only speaks SMTP. It
+is told everything over a socket pair in length-prefixed pickled frames
+(parent and child are the same program, so the frames are trusted):
+
+    parent -> child  ("body", id, bytes)    keep this body until told to forget it
+                     ("forget", id)
+                     ("send", job, destination, sender, recipients, id, prefix)
+                     ("cancel", job)        abandon that transaction
+                     ("prune",)             close connections idle too long
+    child -> parent  ("done", job, Handover)
+                     ("unavailable", job, why)
+                     ("error", job, why)    a failure of its own (the rows are retried)
+
+The parent decides which bodies the child keeps (at most `BODY_BYTES`), so
+each body crosses the socket once however many transactions carry it. The
+child dies with the parent: on Linux the kernel kills it (PR_SET_PDEATHSIG);
+elsewhere it stops when the socket closes. If the child dies, transactions in
+flight end as `Unavailable` (their rows are retried, as after any dropped
+connection) and the next transaction starts a new child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections import OrderedDict
+from itertools import count
+
+from listserv.smtpout import Handover, Pool, Unavailable
+
+log = logging.getLogger(__name__)
+
+BODY_BYTES = 32 * 1024 * 1024  # bodies the child keeps at most
+_LENGTH = struct.Struct("!I")
+_PR_SET_PDEATHSIG = 1
+
+
+def _frame(message: tuple) -> bytes:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(payload)) + payload
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple | None:
+    """The next frame, or None when the other side has closed the socket."""
+    try:
+        head = await reader.readexactly(_LENGTH.size)
+        return pickle.loads(await reader.readexactly(_LENGTH.unpack(head)[0]))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+class Local:
+    """Transactions on the caller's own event loop."""
+
+    def __init__(self, helo: str, timeout: float):
+        self.pool = Pool(helo, timeout)
+
+    async def transact(self, destination: str, sender: str, recipients: list[str],
+                       body_id: int, prefix: bytes, raw: bytes) -> Handover:
+        return await self.pool.transact(destination, sender, recipients, prefix + raw)
+
+    def prune(self) -> None:
+        self.pool.prune()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class Remote:
+    """Transactions in a child process, started when first needed."""
+
+    def __init__(self, helo: str, timeout: float):
+        self.helo, self.timeout = helo, timeout
+        self.proc: subprocess.Popen | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader_task: asyncio.Task | None = None
+        self.jobs: dict[int, asyncio.Future] = {}
+        self.numbers = count(1)
+        self.sent: OrderedDict[int, int] = OrderedDict()  # bodies the child has: id -> size
+        self.sent_bytes = 0
+
+    async def _start(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "listserv.handover", str(theirs.fileno()),
+                 str(os.getpid()), self.helo, repr(self.timeout)],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        except OSError as error:
+            ours.close()
+            raise Unavailable(f"cannot start the handover process: {error}") from None
+        finally:
+            theirs.close()
+        reader, self.writer = await asyncio.open_connection(sock=ours)
+        self.sent.clear()
+        self.sent_bytes = 0
+        self.reader_task = asyncio.create_task(self._read(reader, self.writer, self.proc),
+                                               name="handover-replies")
+
+    async def _read(self, reader, writer, proc) -> None:
+        while (message := await _read_frame(reader)) is not None:
+            kind, job, value = message
+            future = self.jobs.pop(job, None)
+            if future is None or future.done():
+                continue
+            if kind == "done":
+                future.set_result(value)
+            elif kind == "unavailable":
+                future.set_exception(Unavailable(value))
+            else:
+                future.set_exception(RuntimeError(f"in the handover process: {value}"))
+        # The child is gone: what it was doing is in doubt, like a dropped connection.
+        if self.writer is writer:
+            self.writer = None
+        writer.close()
+        code = await asyncio.to_thread(proc.wait)
+        if code != 0:
+            log.warning("the handover process ended (exit status %s); starting another "
+                        "when mail is next due", code)
+        for future in self.jobs.values():
+            if not future.done():
+                future.set_exception(Unavailable("the handover process ended during the "
+                                                 "transaction"))
+        self.jobs.clear()
+
+    def _send(self, message: tuple) -> None:
+        self.writer.write(_frame(message))
+
+    def _keep(self, body_id: int, raw: bytes) -> None:
+        """Make sure the child has the body, forgetting the oldest over the budget."""
+        if body_id in self.sent:
+            self.sent.move_to_end(body_id)
+            return
+        self._send(("body", body_id, raw))
+        self.sent[body_id] = len(raw)
+        self.sent_bytes += len(raw)
+        while self.sent_bytes > BODY_BYTES and len(self.sent) > 1:
+            old, size = self.sent.popitem(last=False)
+            self.sent_bytes -= size
+            self._send(("forget", old))
+
+    async def transact(self, destination: str, sender: str, recipients: list[str],
+                       body_id: int, prefix: bytes, raw: bytes) -> Handover:
+        if self.writer is None:
+            await self._start()
+        job = next(self.numbers)
+        future = asyncio.get_running_loop().create_future()
+        self.jobs[job] = future
+        self._keep(body_id, raw)
+        self._send(("send", job, destination, sender, recipients, body_id, prefix))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self.writer is not None and self.jobs.pop(job, None) is not None:
+                self._send(("cancel", job))
+            raise
+
+    def prune(self) -> None:
+        if self.writer is not None:
+            self._send(("prune",))
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Let the child say QUIT to its servers and end; kill it if it lingers."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.reader_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.reader_task), grace)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.reader_task
+
+
+# -- the child ---------------------------------------------------------------------
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the closed socket tells us instead
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(0)
+
+
+async def _child(fd: int, helo: str, timeout: float) -> None:
+    reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
+    pool = Pool(helo, timeout)
+    bodies: dict[int, bytes] = {}
+    running: dict[int, asyncio.Task] = {}
+
+    async def send(job, destination, sender, recipients, body_id, prefix) -> None:
+        try:
+            raw = bodies.get(body_id)
+            if raw is None:
+                reply = ("error", job, f"body {body_id} was not handed over first")
+            else:
+                try:
+                    reply = ("done", job, await pool.transact(destination, sender,
+                                                              recipients, prefix + raw))
+                except Unavailable as error:
+                    reply = ("unavailable", job, str(error))
+            writer.write(_frame(reply))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # reported; the parent retries the rows
+            writer.write(_frame(("error", job, f"{type(error).__name__}: {error}")))
+        finally:
+            running.pop(job, None)
+
+    while (message := await _read_frame(reader)) is not None:
+        kind = message[0]
+        if kind == "send":
+            job = message[1]
+            running[job] = asyncio.create_task(send(*message[1:]))
+        elif kind == "body":
+            bodies[message[1]] = message[2]
+        elif kind == "forget":
+            bodies.pop(message[1], None)
+        elif kind == "cancel":
+            task = running.pop(message[1], None)
+            if task is not None:
+                task.cancel()
+        elif kind == "prune":
+            pool.prune()
+    for task in list(running.values()):
+        task.cancel()
+    if running:
+        await asyncio.wait(list(running.values()))
+    await pool.close()
+    writer.close()
+
+
+def main(argv: list[str]) -> None:
+    fd, parent, helo, timeout = int(argv[0]), int(argv[1]), argv[2], float(argv[3])
+    _die_with_parent(parent)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent decides when we stop
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_child(fd, helo, timeout))
+    else:
+        uvloop.run(_child(fd, helo, timeout))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
