@@ -91,13 +91,17 @@ class Intake:
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or b""
         now = datetime.now(timezone.utc)
-        message_id = await self.site.write(store_incoming, raw, envelope.mail_from or "",
-                                           list(envelope.rcpt_tos), now, priority=0)
-        log.info("accepted message %s from %r for %s (%d bytes)", message_id,
-                 envelope.mail_from, ", ".join(envelope.rcpt_tos), len(raw))
-        self.wake()
-        reply = f"250 2.0.0 Queued as {message_id}"
-        if self.lmtp:  # LMTP answers once per recipient
+        try:
+            message_id = await self.site.write(store_incoming, raw, envelope.mail_from or "",
+                                               list(envelope.rcpt_tos), now, priority=0)
+        except Exception as error:  # answered, not raised: aiosmtpd then ends the
+            reply = await self.handle_exception(error)  # transaction (MAIL may follow)
+        else:
+            log.info("accepted message %s from %r for %s (%d bytes)", message_id,
+                     envelope.mail_from, ", ".join(envelope.rcpt_tos), len(raw))
+            self.wake()
+            reply = f"250 2.0.0 Queued as {message_id}"
+        if self.lmtp:  # LMTP answers once per recipient, a refusal too
             return "\r\n".join([reply] * len(envelope.rcpt_tos))
         return reply
 

@@ -1,0 +1,274 @@
+"""Failures the server must survive, driven through `listserv serve` and the CLI.
+
+A message whose handling keeps raising is tried MAX_ATTEMPTS times, then set
+aside as 'failed' with its reason, shown by `listserv status`, while the
+rest of the mail flows. A full disk (a file-size limit on the server
+process, so writes fail with EFBIG) gets a temporary 451 at DATA, never a
+250 for a message that is not on disk, and ends the transaction so the
+client may go on; after a restart without the limit every message that got
+250 is there and mail flows again. Over LMTP the 451 comes once per
+recipient, as LMTP's replies to DATA do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+from helpers import (Server, free_port, listserv, make_site, running_intake, send_mail,
+                     wait_for_port, write_site)
+
+from listserv import forums, members
+from listserv.incoming import MAX_ATTEMPTS
+from listserv.site import Site
+
+DOMAIN = "lists.example.org"
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def query(site, sql: str, params=()) -> list:
+    """Read with a connection of our own: what is on disk."""
+    conn = sqlite3.connect(str(site / "data" / "listserv.db"), timeout=30)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def post(subject: str, message_id: str, to: str = f"peace@{DOMAIN}") -> str:
+    return (f"From: Ana <ana@example.org>\nTo: {to}\nSubject: {subject}\n"
+            f"Message-ID: <{message_id}>\n\n{subject}, in a few words.\n")
+
+
+def add_forums(folder, forums_members: dict[str, list[str]]) -> None:
+    """Open forums with members, written through the library (quicker than a
+    CLI process per row; the CLI is tested elsewhere)."""
+    site = Site(folder)
+    now = datetime.now(timezone.utc)
+    try:
+        for slug, addresses in forums_members.items():
+            forums.create(site.db, slug, title=slug.title(), path="thematic", policy="open",
+                          now=now)
+            for address in addresses:
+                members.add(site.db, slug, address, now=now, languages=("en",))
+    finally:
+        site.db.conn.close()
+
+
+# -- a message that keeps failing ------------------------------------------------------
+def test_a_message_that_keeps_failing_is_set_aside_after_a_few_tries_and_status_shows_why(
+        tmp_path, sink):
+    site = make_site(tmp_path, sink)
+    add_forums(site, {"peace": ["ben@example.net"], "water": ["cleo@example.net"]})
+    # A hand edit of the database puts text where water's size limit (a number)
+    # belongs: checking any post against it raises TypeError in the pipeline.
+    conn = sqlite3.connect(str(site / "data" / "listserv.db"))
+    with conn:
+        conn.execute("UPDATE forums SET max_size = 'lots' WHERE slug = 'water'")
+    conn.close()
+
+    server = Server(site).start()
+    try:
+        send_mail(server.port, "ana@example.org", [f"water@{DOMAIN}"],
+                  post("Wells", "wells-1@example.org", to=f"water@{DOMAIN}"))
+        send_mail(server.port, "ana@example.org", [f"peace@{DOMAIN}"],
+                  post("Truce", "truce-1@example.org"))
+        ((bad_id,),) = query(site, "SELECT id FROM messages WHERE rcpt_tos LIKE '%water@%'")
+        sink.wait_for_recipient("ben@example.net", timeout=10)  # the good post flows
+        wait_until(lambda: query(site, "SELECT status FROM messages WHERE id = ?",
+                                 [bad_id])[0][0] == "failed", 10,
+                   "the failing message to be set aside")
+        # Mail still flows after the message is set aside; the pipeline runs
+        # again for this post and leaves the set-aside message alone.
+        send_mail(server.port, "ana@example.org", [f"peace@{DOMAIN}"],
+                  post("Harvest", "harvest-1@example.org"))
+        sink.wait_for(lambda s: len(s.messages_to("ben@example.net")) == 2, 10,
+                      "the second good post")
+        status, attempts, error = query(
+            site, "SELECT status, attempts, error FROM messages WHERE id = ?", [bad_id])[0]
+        report = json.loads(listserv("status", "--json", site=site).stdout)
+        text = listserv("status", site=site).stdout
+    finally:
+        output = server.stop()
+    assert server.process.returncode == 0, output
+
+    assert (status, attempts) == ("failed", MAX_ATTEMPTS)
+    assert error.startswith("TypeError:") and "'>'" in error
+    # Each try was rolled back whole: no half-made post on water, nothing sent there.
+    assert query(site, "SELECT count(*) FROM posts p JOIN forums f ON f.id = p.forum_id "
+                       "WHERE f.slug = 'water'")[0][0] == 0
+    assert sink.messages_to("cleo@example.net") == []
+    assert len(re.findall(rf"processing message {bad_id} failed", output)) == MAX_ATTEMPTS
+
+    (failed,) = report["messages"]["failed"]
+    assert (failed["id"], failed["attempts"], failed["error"]) == (bad_id, MAX_ATTEMPTS, error)
+    assert failed["mail_from"] == "ana@example.org"
+    assert report["messages"]["counts"] == {"done": 2, "failed": 1}
+    assert "Set aside after failing" in text
+    line = next(line for line in text.splitlines() if line.strip().startswith(str(bad_id)))
+    assert "ana@example.org" in line and "TypeError" in line
+
+
+# -- a full disk -------------------------------------------------------------------------
+# Started through a small Python wrapper rather than Popen's preexec_fn (not safe
+# while the test process runs the sink's thread): it ignores SIGXFSZ, so a write
+# past the limit fails with EFBIG instead of killing the server, lowers the
+# file-size limit, and execs `listserv serve`. Both survive exec.
+LIMITED = ("import os, resource, signal, sys\n"
+           "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+           "limit = int(sys.argv[1])\n"
+           "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+           "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n")
+
+
+def start_with_file_size_limit(site, limit: int, log) -> tuple[int, subprocess.Popen]:
+    """`listserv serve` that cannot grow any file past `limit` bytes (a full
+    disk); returns its port and process. Its output goes to the open file `log`:
+    a pipe nobody reads would fill with the stages' retry tracebacks and stall it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", LIMITED, str(limit), "-m", "listserv", "--site", str(site),
+         "serve", "--listen", f"127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wait_for_port(port, process=process)
+    return port, process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def numbered(n: int) -> bytes:
+    """A 16 KB post of its own text (the same text again would be held as a loop):
+    a few fill the room left in the database files."""
+    return (f"From: ana@example.org\r\nTo: peace@{DOMAIN}\r\nSubject: Report {n}\r\n"
+            f"Message-ID: <report-{n}@example.org>\r\n\r\n"
+            + "".join(f"Report {n}, field note {line}: wells, pumps and filters.\r\n"
+                      for line in range(300))).encode()
+
+
+def stored_message_ids(site) -> set[str]:
+    found = set()
+    for (raw,) in query(site, "SELECT raw FROM messages"):
+        match = re.search(rb"Message-ID: <(report-\d+)@example.org>", raw)
+        if match:
+            found.add(match.group(1).decode())
+    return found
+
+
+def test_a_full_disk_answers_451_never_250_and_no_message_that_got_250_is_lost(
+        tmp_path, sink):
+    site = make_site(tmp_path, sink)
+    add_forums(site, {"peace": ["ben@example.net"]})
+    data = site / "data"
+    room = 64 * 1024
+    limit = max(path.stat().st_size for path in data.glob("listserv.db*")) + room
+    log_path = tmp_path / "serve.log"
+    replies: dict[str, object] = {}
+    with log_path.open("wb") as log:
+        port, process = start_with_file_size_limit(site, limit, log)
+        try:
+            for n in range(60):
+                key = f"report-{n}"
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                        client.sendmail("ana@example.org", [f"peace@{DOMAIN}"], numbered(n))
+                    replies[key] = 250
+                except smtplib.SMTPDataError as error:
+                    replies[key] = (error.smtp_code, error.smtp_error.decode())
+                except (OSError, smtplib.SMTPException) as error:  # a drop, a 5xx: wrong
+                    replies[key] = repr(error)
+                if sum(reply != 250 for reply in replies.values()) == 5:
+                    break  # the disk is full and stays full
+            assert process.poll() is None, "the server died on a full disk"
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.ehlo()
+                client.mail("ana@example.org")
+                client.rcpt(f"peace@{DOMAIN}")
+                code, text = client.data(numbered(99))
+                # The 451 ended the transaction (RFC 5321 4.1.1.4): a new one
+                # may start on the same connection without RSET.
+                after = client.mail("ana@example.org")
+        finally:
+            stop(process)
+    full_output = log_path.read_text(errors="replace")
+
+    assert code == 451 and b"try again later" in text, (code, text)
+    assert after[0] == 250, after
+    accepted = {key for key, reply in replies.items() if reply == 250}
+    refused = {key: reply for key, reply in replies.items() if reply != 250}
+    assert accepted and refused, (replies, full_output[-3000:])
+    for key, reply in refused.items():
+        assert isinstance(reply, tuple) and reply[0] == 451, (key, reply)
+        assert "try again later" in reply[1]
+    assert "disk I/O error" in full_output or "disk is full" in full_output
+
+    server = Server(site).start()  # the disk has room again
+    try:
+        assert stored_message_ids(site) == accepted  # every 250 kept; no 451 half-kept
+        send_mail(server.port, "ana@example.org", [f"peace@{DOMAIN}"], numbered(100))
+        expected = {f"<{key}@example.org>" for key in accepted | {"report-100"}}
+        sink.wait_for(lambda s: expected <= {m["Message-ID"] for m in
+                                             s.messages_to("ben@example.net")},
+                      15, "every accepted post, and a new one, to reach the member")
+    finally:
+        server.stop()
+    assert query(site, "SELECT status, count(*) FROM messages GROUP BY status") == \
+        [("done", len(accepted) + 1)]
+
+
+def test_over_lmtp_a_message_that_cannot_be_stored_gets_a_451_for_each_recipient(
+        tmp_path, sink):
+    """LMTP answers DATA once per accepted recipient; a failed store must too, or
+    the client waits for replies that never come."""
+    site = Site(write_site(tmp_path / "site", sink.port, extra='[smtp]\nprotocol = "lmtp"\n'),
+                busy_timeout=0.3)
+    add_forums(site.folder, {"peace": []})
+    rcpts = [f"peace@{DOMAIN}", f"peace-owner@{DOMAIN}"]
+    with running_intake(site) as port, socket.create_connection(("127.0.0.1", port),
+                                                                timeout=5) as conn:
+        replies = conn.makefile("rb")
+        blocker = sqlite3.connect(str(site.db_path), isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # the database cannot take the message
+        try:
+            assert replies.readline().startswith(b"220")
+            conn.sendall(b"LHLO client.example.org\r\n")
+            while replies.readline()[3:4] == b"-":
+                pass
+            for command in (b"MAIL FROM:<ana@example.org>",
+                            *(b"RCPT TO:<%s>" % r.encode() for r in rcpts), b"DATA"):
+                conn.sendall(command + b"\r\n")
+                assert replies.readline()[:1] in (b"2", b"3"), command
+            conn.sendall(post("Truce", "truce-9@example.org").replace("\n", "\r\n").encode()
+                         + b".\r\n")
+            answers = [replies.readline() for _ in rcpts]  # times out if one is missing
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        conn.sendall(b"MAIL FROM:<ana@example.org>\r\n")  # the transaction is over
+        after = replies.readline()
+    assert all(answer.startswith(b"451 4.3.0") for answer in answers), answers
+    assert after.startswith(b"250"), after
+    assert query(site.folder, "SELECT count(*) FROM messages")[0][0] == 0
