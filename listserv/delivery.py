@@ -96,6 +96,7 @@ class Engine:
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
                                                     delivery.timeout_seconds)
         self.settling: set[asyncio.Task] = set()  # outcomes on their way to the store
+        self.stopping = False
         self.ready: deque[Group] = deque()
         self.running: dict[asyncio.Task, Group] = {}
         self.claimed: Counter = Counter()  # rows ready or running, per destination
@@ -223,23 +224,32 @@ class Engine:
         self.changed.set()
 
     async def stop(self, grace: float) -> None:
-        """Unstarted groups go back to the queue; running ones get `grace` seconds."""
-        if self.ready:
-            ids = [i for group in self.ready for i in group.ids]
-            self.ready.clear()
-            await self.write(release, ids)
+        """Unstarted groups go back to the queue; running ones get `grace` seconds,
+        and so do outcomes still being written. Whatever cannot be written now
+        (the store refusing writes) stays 'sending' and `recover` queues it
+        again at the next start."""
+        self.stopping = True
+        ids = [i for group in self.ready for i in group.ids]
+        self.ready.clear()
         if self.running:
             _done, pending = await asyncio.wait(list(self.running), timeout=grace)
-            ids = [i for task in pending for i in self.running[task].ids]
             for task in pending:
+                ids += self.running[task].ids
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
                 log.warning("stopped %d transactions in flight; their rows are queued again",
                             len(pending))
+        if ids:
+            try:
                 await self.write(release, ids)
+            except Exception as error:
+                log.error("could not queue %d claimed deliveries again (%s); the next "
+                          "start does", len(ids), error)
         if self.settling:
-            await asyncio.wait(list(self.settling))
+            _done, pending = await asyncio.wait(list(self.settling), timeout=grace)
+            for task in pending:
+                task.cancel()
         await self.handover.close()
 
     # -- one group -----------------------------------------------------------------
@@ -268,11 +278,24 @@ class Engine:
         task.add_done_callback(self.settling.discard)
 
     async def _settle(self, group: Group, outcome: Outcome) -> None:
-        try:
-            self.counts.update(await self.write(settle, outcome, self.clock(), self.policy))
-        except Exception:
-            log.exception("could not record the outcome of %d deliveries of body %s; they "
-                          "stay 'sending' until the next start", len(group.ids), group.body_id)
+        """Write the outcome; while the store cannot take it (a full disk), try again
+        every few seconds: the rows stay 'sending', so nobody gets them twice."""
+        wait = 1.0
+        while True:
+            try:
+                self.counts.update(await self.write(settle, outcome, self.clock(),
+                                                    self.policy))
+                break
+            except Exception as error:
+                if self.stopping:
+                    log.error("could not record the outcome of %d deliveries of body %s "
+                              "(%s); they are queued again at the next start",
+                              len(group.ids), group.body_id, error)
+                    break
+                log.error("could not record the outcome of %d deliveries of body %s (%s); "
+                          "trying again in %.0f s", len(group.ids), group.body_id, error, wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 30.0)
         self.again = True  # deferred rows may be due again, a destination back
         self.changed.set()
 

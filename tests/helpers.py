@@ -186,16 +186,28 @@ class Server:
     port: int = 0
     process: subprocess.Popen | None = None
     extra: list[str] = field(default_factory=list)
+    log_path: Path | None = None
 
     def start(self) -> Server:
+        """Its output goes to a file beside the site (a pipe nobody reads until
+        the end could fill up and stall a talkative server)."""
         self.port = self.port or free_port()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "listserv", "--site", str(self.site), "serve",
-             "--listen", f"127.0.0.1:{self.port}", *self.extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        wait_for_port(self.port, process=self.process)
+        self.log_path = self.site.parent / f"serve-{self.port}-{time.monotonic_ns()}.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "listserv", "--site", str(self.site), "serve",
+                 "--listen", f"127.0.0.1:{self.port}", *self.extra],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for_port(self.port, process=self.process)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.output()}") from None
         return self
+
+    def output(self) -> str:
+        """What the server has printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind runs."""
@@ -211,7 +223,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-        return self.process.stdout.read().decode(errors="replace") if self.process else ""
+        return self.output()
 
 
 @contextmanager
