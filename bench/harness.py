@@ -238,8 +238,8 @@ class Server:
             # it writes its file and stops when serve does
             profile.parent.mkdir(parents=True, exist_ok=True)
             self.profiler = children.start(
-                ["py-spy", "record", "--pid", str(self.proc.pid), "--rate", "250", "--gil",
-                 "--threads", "--subprocesses", "--format", "raw", "--output", str(profile)],
+                ["py-spy", "record", "--pid", str(self.proc.pid), "--rate", "250",
+                 "--threads", "--format", "raw", "--output", str(profile)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)  # py-spy attaches
 
@@ -290,6 +290,16 @@ class Server:
         """CPU seconds of serve and its live children."""
         total = 0.0
         for pid in self.processes():
+            try:
+                total += proc_cpu(pid)
+            except OSError:
+                pass
+        return total
+
+    def children_cpu(self) -> float:
+        """CPU seconds of serve's live children (the handover process)."""
+        total = 0.0
+        for pid in self.processes()[1:]:
             try:
                 total += proc_cpu(pid)
             except OSError:

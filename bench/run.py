@@ -140,6 +140,7 @@ class Bench:
         try:
             idle = server.memory()
             base, cpu, main = self.sink.stats(), server.cpu(), server.main_thread_cpu()
+            handover = server.children_cpu()
             window = Window(server.cpu, self.sink_cpu)
             say(f"{name} #{run}: {posts} post(s) to {members:,} members "
                 f"({expected:,} deliveries)")
@@ -152,6 +153,7 @@ class Bench:
             other = window.other_cpu_percent()
             memory, cpu = server.memory(), server.cpu() - cpu
             main = server.main_thread_cpu() - main
+            handover = server.children_cpu() - handover
         finally:
             server.stop()
         seconds = end.last - start
@@ -165,6 +167,8 @@ class Bench:
             "submit_seconds": round(submitted, 3), "transactions": end.messages - base.messages,
             "server_cpu_seconds": round(cpu, 2),
             "server_main_thread_cpu_seconds": round(main, 2),
+            "server_handover_cpu_seconds": round(handover, 2),
+            "handover_cpu_us_per_delivery": round(handover / max(delivered, 1) * 1e6, 1),
             "server_cpu_us_per_delivery": round(cpu / max(delivered, 1) * 1e6, 1),
             "sink_cpu_percent": round(100 * (end.cpu - base.cpu) / seconds, 1),
             "other_cpu_percent": other,

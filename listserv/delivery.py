@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter, OrderedDict, deque
 from datetime import datetime
@@ -35,7 +36,7 @@ from listserv.addresses import is_address
 from listserv.bounces import verp_sender
 from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
                              queue_report, recover, release, settle)
-from listserv.handover import Local, Remote
+from listserv.handover import Local, Remote, Skipped
 from listserv.smtpout import MAILDIR, Unavailable, write_outbox
 from listserv.tokens import short_mac, sign_link
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # the command line queues rows from another process, unannounced
 BODY_CACHE_BYTES = 32 * 1024 * 1024
+AHEAD = 3  # transactions per worker claimed ahead (running one included)
 
 
 def personal_headers(secret: bytes, web_url: str, slug: str, domain: str,
@@ -94,9 +96,11 @@ class Engine:
         self.policy = Policy(delivery.retry_seconds, delivery.give_up_seconds, self.router)
         smtp = own_process and self.router.destinations != {MAILDIR}
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
-                                                    delivery.timeout_seconds)
+                                                    delivery.timeout_seconds, self.concurrency)
         self.settling: set[asyncio.Task] = set()  # outcomes on their way to the store
         self.stopping = False
+        self.claiming: asyncio.Task | None = None
+        self.claim_error: BaseException | None = None
         self.ready: deque[Group] = deque()
         self.running: dict[asyncio.Task, Group] = {}
         self.claimed: Counter = Counter()  # rows ready or running, per destination
@@ -110,11 +114,11 @@ class Engine:
         self.again = True  # a claim may find something
         self.changed = asyncio.Event()
 
-    async def write(self, fn, *args, **options):
+    async def write(self, fn, *args, priority: int = 1, **options):
         if options:
             fn = partial(fn, **options)
         if self.site.writer is not None:
-            return await self.site.write(fn, *args)
+            return await self.site.write(fn, *args, priority=priority)
         return self.site.write_now(fn, *args)  # one-shot use without a writer thread
 
     # -- capacity --------------------------------------------------------------
@@ -128,8 +132,8 @@ class Engine:
         return self.concurrency
 
     def room(self) -> int:
-        """Rows to claim now: enough for every worker's next two transactions."""
-        return 2 * self.concurrency * self.batch_size - self.pending
+        """Rows to claim now: enough for every worker's next three transactions."""
+        return AHEAD * self.concurrency * self.batch_size - self.pending
 
     def should_claim(self) -> bool:
         """Claim when something may be due and the workers' next groups are not
@@ -145,19 +149,17 @@ class Engine:
                     for event, clear in ((stop, False), (wake, True)) if event is not None]
         try:
             while not (stop is not None and stop.is_set()):
-                if self.should_claim():
-                    self.again = False
-                    try:
-                        await self.claim()
-                    except Exception:
-                        if drain:
-                            raise
-                        log.exception("claiming deliveries failed; trying again shortly")
+                # Workers are handed ready groups at once, also while a claim is
+                # waiting for the store: the claim runs beside them.
                 self.start_ready()
-                if drain and not self.running and not self.ready and not self.again:
+                if self.claiming is None and self.should_claim():
+                    self.again = False
+                    self.claiming = asyncio.create_task(self.claim())
+                    self.claiming.add_done_callback(self._claimed)
+                if drain and self.claim_error is not None:
+                    raise self.claim_error
+                if drain and not (self.running or self.ready or self.again or self.claiming):
                     break
-                if self.should_claim():
-                    continue
                 self.changed.clear()
                 try:
                     await asyncio.wait_for(self.changed.wait(), None if drain else POLL_SECONDS)
@@ -168,6 +170,14 @@ class Engine:
             for watcher in watchers:
                 watcher.cancel()
             await self.stop(grace)
+
+    def _claimed(self, task: asyncio.Task) -> None:
+        self.claiming = None
+        if not task.cancelled() and task.exception() is not None:
+            self.claim_error = task.exception()
+            log.error("claiming deliveries failed (%s: %s); trying again shortly",
+                      type(self.claim_error).__name__, self.claim_error)
+        self.changed.set()
 
     async def _watch(self, event: asyncio.Event, clear: bool) -> None:
         while True:
@@ -181,12 +191,14 @@ class Engine:
 
     async def claim(self) -> None:
         room = self.room()
-        limits = {dest: 2 * self.cap(dest) * self.batch_size - self.claimed[dest]
+        limits = {dest: AHEAD * self.cap(dest) * self.batch_size - self.claimed[dest]
                   for dest in self.router.destinations}
         if all(left <= 0 for left in limits.values()):
             return  # every destination is busy; a finished transaction wakes us
+        # Claims go before the pipeline's work (a post's fan-out is a long write):
+        # idle connections cost more than a post handled a moment later.
         groups, bodies = await self.write(
-            claim, self.router, self.clock(), rows=room, batch_size=self.batch_size,
+            claim, self.router, self.clock(), priority=0, rows=room, batch_size=self.batch_size,
             verp=self.verp, limits=limits, known=frozenset(self.bodies))
         for body_id, body in bodies.items():
             if body_id in self.bodies:
@@ -203,10 +215,16 @@ class Engine:
             self.again = True  # there may be more right away
 
     def start_ready(self) -> None:
+        """Start ready groups within the limits. A handover process takes `ahead`
+        more per connection, to start each as soon as a connection is free."""
         waiting: list[Group] = []  # their destination is busy; they keep their place
-        while self.ready and len(self.running) < self.concurrency:
+        ahead = 1 + self.handover.ahead
+        while self.ready and len(self.running) < self.concurrency * ahead:
             group = self.ready.popleft()
-            if self.inflight[group.destination] < self.cap(group.destination):
+            limit = self.cap(group.destination)
+            if group.destination != MAILDIR:
+                limit *= ahead
+            if self.inflight[group.destination] < limit:
                 task = asyncio.create_task(self.deliver(group))
                 self.running[task] = group
                 self.inflight[group.destination] += 1
@@ -229,6 +247,8 @@ class Engine:
         (the store refusing writes) stays 'sending' and `recover` queues it
         again at the next start."""
         self.stopping = True
+        if self.claiming is not None:  # its groups join the ready ones, released below
+            await asyncio.wait([self.claiming])
         ids = [i for group in self.ready for i in group.ids]
         self.ready.clear()
         if self.running:
@@ -284,7 +304,7 @@ class Engine:
         while True:
             try:
                 self.counts.update(await self.write(settle, outcome, self.clock(),
-                                                    self.policy))
+                                                    self.policy, priority=0))
                 break
             except Exception as error:
                 if self.stopping:
@@ -335,8 +355,13 @@ class Engine:
                 outcome.sent = [i for i, _ in pairs]
             return outcome
         try:
-            handover = await self.handover.transact(group.destination, sender, recipients,
-                                                    group.body_id, prefix, body.raw)
+            handover = await self.handover.transact(
+                group.destination, self.cap(group.destination), sender, recipients,
+                group.body_id, prefix, body.raw)
+        except Skipped as error:  # its destination failed just now: wait with it
+            until = self.down.get(group.destination, (now + self.policy.retry[0], ""))[0]
+            outcome.postponed = ([i for i, _ in pairs], until, str(error))
+            return outcome
         except Unavailable as error:
             self._mark_down(group.destination, str(error), outcome)
             outcome.defer([i for i, _ in pairs], str(error))
@@ -385,7 +410,11 @@ class Engine:
             self.body_bytes -= len(old.raw or b"")
 
 
+_PLAIN = re.compile(r"[^@<>\s\x00-\x1f\x7f]+@[^@<>\s\x00-\x1f\x7f]+")
+
+
 def _sendable(address: str) -> bool:
-    """An address we can put on an RCPT line: one @, no spaces or controls."""
-    return is_address(address) or (address.count("@") == 1 and not any(
-        c.isspace() or c in "<>" or ord(c) < 32 for c in address))
+    """An address we can put on an RCPT line: one @, no spaces, brackets or
+    controls (the common case, checked first and cheaply), or one that our
+    address syntax accepts (a quoted local part, say)."""
+    return _PLAIN.fullmatch(address) is not None or is_address(address)

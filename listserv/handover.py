@@ -19,12 +19,20 @@ is told everything over a socket pair in length-prefixed pickled frames
 
     parent -> child  ("body", id, bytes)    keep this body until told to forget it
                      ("forget", id)
-                     ("send", job, destination, sender, recipients, id, prefix)
+                     ("send", job, destination, cap, sender, recipients, id, prefix)
                      ("cancel", job)        abandon that transaction
                      ("prune",)             close connections idle too long
     child -> parent  ("done", job, Handover)
                      ("unavailable", job, why)
+                     ("skipped", job, why)  not tried: its destination just failed
                      ("error", job, why)    a failure of its own (the rows are retried)
+
+The child runs at most `concurrency` transactions at once and at most `cap`
+(given with each job) per destination; the parent may hand it more (`AHEAD`
+per connection), which wait in the child in the order they came. So when a
+transaction ends, the connection's next one starts at once, without waiting
+for the parent to hear of it and answer. When a destination fails, the jobs
+waiting for it are handed back as skipped rather than tried again.
 
 The parent decides which bodies the child keeps (at most `BODY_BYTES`), so
 each body crosses the socket once however many transactions carry it. The
@@ -46,7 +54,7 @@ import socket
 import struct
 import subprocess
 import sys
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from itertools import count
 
 from listserv.smtpout import Handover, Pool, Unavailable
@@ -54,6 +62,7 @@ from listserv.smtpout import Handover, Pool, Unavailable
 log = logging.getLogger(__name__)
 
 BODY_BYTES = 32 * 1024 * 1024  # bodies the child keeps at most
+AHEAD = 1  # transactions waiting in the child per connection, beside the running one
 _LENGTH = struct.Struct("!I")
 _PR_SET_PDEATHSIG = 1
 
@@ -72,13 +81,19 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple | None:
         return None
 
 
+class Skipped(Unavailable):
+    """Not tried: another transaction to the same destination has just failed."""
+
+
 class Local:
     """Transactions on the caller's own event loop."""
 
-    def __init__(self, helo: str, timeout: float):
+    ahead = 0  # the caller starts each transaction itself
+
+    def __init__(self, helo: str, timeout: float, concurrency: int):
         self.pool = Pool(helo, timeout)
 
-    async def transact(self, destination: str, sender: str, recipients: list[str],
+    async def transact(self, destination: str, cap: int, sender: str, recipients: list[str],
                        body_id: int, prefix: bytes, raw: bytes) -> Handover:
         return await self.pool.transact(destination, sender, recipients, prefix + raw)
 
@@ -92,8 +107,10 @@ class Local:
 class Remote:
     """Transactions in a child process, started when first needed."""
 
-    def __init__(self, helo: str, timeout: float):
-        self.helo, self.timeout = helo, timeout
+    ahead = AHEAD
+
+    def __init__(self, helo: str, timeout: float, concurrency: int):
+        self.helo, self.timeout, self.concurrency = helo, timeout, concurrency
         self.proc: subprocess.Popen | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader_task: asyncio.Task | None = None
@@ -101,13 +118,14 @@ class Remote:
         self.numbers = count(1)
         self.sent: OrderedDict[int, int] = OrderedDict()  # bodies the child has: id -> size
         self.sent_bytes = 0
+        self.starting = asyncio.Lock()
 
     async def _start(self) -> None:
         ours, theirs = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "listserv.handover", str(theirs.fileno()),
-                 str(os.getpid()), self.helo, repr(self.timeout)],
+                 str(os.getpid()), self.helo, repr(self.timeout), str(self.concurrency)],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         except OSError as error:
             ours.close()
@@ -130,6 +148,8 @@ class Remote:
                 future.set_result(value)
             elif kind == "unavailable":
                 future.set_exception(Unavailable(value))
+            elif kind == "skipped":
+                future.set_exception(Skipped(value))
             else:
                 future.set_exception(RuntimeError(f"in the handover process: {value}"))
         # The child is gone: what it was doing is in doubt, like a dropped connection.
@@ -162,15 +182,16 @@ class Remote:
             self.sent_bytes -= size
             self._send(("forget", old))
 
-    async def transact(self, destination: str, sender: str, recipients: list[str],
+    async def transact(self, destination: str, cap: int, sender: str, recipients: list[str],
                        body_id: int, prefix: bytes, raw: bytes) -> Handover:
-        if self.writer is None:
-            await self._start()
+        async with self.starting:  # one child, however many transactions want it
+            if self.writer is None:
+                await self._start()
         job = next(self.numbers)
         future = asyncio.get_running_loop().create_future()
         self.jobs[job] = future
         self._keep(body_id, raw)
-        self._send(("send", job, destination, sender, recipients, body_id, prefix))
+        self._send(("send", job, destination, cap, sender, recipients, body_id, prefix))
         try:
             return await future
         except asyncio.CancelledError:
@@ -207,13 +228,38 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-async def _child(fd: int, helo: str, timeout: float) -> None:
+async def _child(fd: int, helo: str, timeout: float, concurrency: int) -> None:
     reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
     pool = Pool(helo, timeout)
     bodies: dict[int, bytes] = {}
     running: dict[int, asyncio.Task] = {}
+    active: Counter = Counter()  # running transactions per destination
+    waiting: deque[tuple] = deque()  # (job, destination, cap, sender, recipients, id, prefix)
 
-    async def send(job, destination, sender, recipients, body_id, prefix) -> None:
+    def pump() -> None:
+        """Start waiting jobs, in order, as far as the limits allow."""
+        held: deque[tuple] = deque()
+        while waiting and len(running) < concurrency:
+            item = waiting.popleft()
+            job, destination, cap = item[:3]
+            if active[destination] < cap:
+                active[destination] += 1
+                running[job] = asyncio.create_task(send(*item))
+            else:
+                held.append(item)
+        held.extend(waiting)
+        waiting.clear()
+        waiting.extend(held)
+
+    def skip(destination: str, why: str) -> None:
+        kept = [item for item in waiting if item[1] != destination]
+        for item in waiting:
+            if item[1] == destination:
+                writer.write(_frame(("skipped", item[0], why)))
+        waiting.clear()
+        waiting.extend(kept)
+
+    async def send(job, destination, cap, sender, recipients, body_id, prefix) -> None:
         try:
             raw = bodies.get(body_id)
             if raw is None:
@@ -225,28 +271,38 @@ async def _child(fd: int, helo: str, timeout: float) -> None:
                 except Unavailable as error:
                     reply = ("unavailable", job, str(error))
             writer.write(_frame(reply))
+            if reply[0] == "unavailable" or (reply[0] == "done" and reply[2].unavailable):
+                skip(destination, reply[2] if reply[0] == "unavailable"
+                     else reply[2].unavailable)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # reported; the parent retries the rows
             writer.write(_frame(("error", job, f"{type(error).__name__}: {error}")))
         finally:
             running.pop(job, None)
+            active[destination] -= 1
+            pump()
 
     while (message := await _read_frame(reader)) is not None:
         kind = message[0]
         if kind == "send":
-            job = message[1]
-            running[job] = asyncio.create_task(send(*message[1:]))
+            waiting.append(message[1:])
+            pump()
         elif kind == "body":
             bodies[message[1]] = message[2]
         elif kind == "forget":
             bodies.pop(message[1], None)
         elif kind == "cancel":
-            task = running.pop(message[1], None)
+            task = running.get(message[1])
             if task is not None:
                 task.cancel()
+            else:
+                kept = [item for item in waiting if item[0] != message[1]]
+                waiting.clear()
+                waiting.extend(kept)
         elif kind == "prune":
             pool.prune()
+    waiting.clear()
     for task in list(running.values()):
         task.cancel()
     if running:
@@ -256,16 +312,17 @@ async def _child(fd: int, helo: str, timeout: float) -> None:
 
 
 def main(argv: list[str]) -> None:
-    fd, parent, helo, timeout = int(argv[0]), int(argv[1]), argv[2], float(argv[3])
+    fd, parent, helo = int(argv[0]), int(argv[1]), argv[2]
+    timeout, concurrency = float(argv[3]), int(argv[4])
     _die_with_parent(parent)
     for signum in (signal.SIGINT, signal.SIGTERM):  # the parent decides when we stop
         signal.signal(signum, signal.SIG_IGN)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_child(fd, helo, timeout))
+        asyncio.run(_child(fd, helo, timeout, concurrency))
     else:
-        uvloop.run(_child(fd, helo, timeout))
+        uvloop.run(_child(fd, helo, timeout, concurrency))
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ class SmtpSection:
 class DeliverySection:
     smarthost: str = ""
     routes: dict[str, str] = field(default_factory=dict)
-    concurrency: int = 4
+    concurrency: int = 8
     batch_size: int = 100
     own_process: bool = True
     verp: bool = False

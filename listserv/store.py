@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -583,23 +584,37 @@ class Writer:
     Work is a function `fn(db, *args)`; it runs inside a savepoint of a
     transaction that may hold other waiting work too, and its future is
     resolved only after COMMIT returned (synchronous=FULL: on disk).
+
+    The write-ahead log is copied back into the database file by a thread of
+    its own (a PASSIVE checkpoint after commits, at most a few a second)
+    rather than inside whichever COMMIT crosses SQLite's threshold: the
+    copying and its fsync then run beside the writer instead of holding up
+    the commit that a client's 250 or a delivery claim is waiting for.
     """
+
+    CHECKPOINT_PAUSE = 0.25  # seconds between checkpoints, at the most
 
     def __init__(self, path: Path, max_group: int = 64, busy_timeout: float = 30):
         self.path = path
         self.busy_timeout = busy_timeout
         self.max_group = max_group
-        # (priority, order, job): intake's commits (priority 0) go before the
-        # pipeline's work, so a burst of mail is accepted first and handled after.
+        # (priority, order, job): intake's commits and the delivery engine's claims
+        # (priority 0) go before the pipeline's work, so a burst of mail is
+        # accepted first and handled after, and connections never wait for it.
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._thread = threading.Thread(target=self._run, name="listserv-writer", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._committed = threading.Event()
+        self._closing = False
+        self._checkpointer = threading.Thread(target=self._checkpoint, daemon=True,
+                                              name="listserv-checkpoint")
         self._thread.start()
         self._ready.wait()
         if self._error:
             raise self._error
+        self._checkpointer.start()
 
     def _put(self, job, priority: int) -> None:
         self._jobs.put((priority, next(self._order), job))
@@ -624,6 +639,26 @@ class Writer:
     def close(self) -> None:
         self._put(None, 9)
         self._thread.join(timeout=30)
+        self._closing = True
+        self._committed.set()
+        self._checkpointer.join(timeout=30)
+
+    def _checkpoint(self) -> None:
+        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
+                               check_same_thread=False)
+        try:
+            while True:
+                self._committed.wait()
+                self._committed.clear()
+                try:  # PASSIVE: never waits for the writer nor blocks it
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as error:  # the next commit brings another try
+                    log.warning("checkpoint of the write-ahead log failed: %s", error)
+                if self._closing:
+                    break
+                time.sleep(self.CHECKPOINT_PAUSE)
+        finally:
+            conn.close()
 
     def _run(self) -> None:
         try:
@@ -632,6 +667,7 @@ class Writer:
             self._error = error
             self._ready.set()
             return
+        db.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
         self._ready.set()
         while True:
             priority, _, first = self._jobs.get()
@@ -666,6 +702,7 @@ class Writer:
                     db.execute("RELEASE SAVEPOINT job")
                     outcomes.append((True, result))
             db.execute("COMMIT")
+            self._committed.set()
         except BaseException as error:  # the commit itself failed: nothing was written
             log.error("store commit failed: %s", error)
             if db.conn.in_transaction:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import sqlite3
 import time
 
 from helpers import Server, child_processes, listserv, make_site, process_alive
@@ -106,3 +107,31 @@ def test_own_process_false_speaks_smtp_from_the_server_itself(tmp_path, sink):
     finally:
         output = server.stop()
     assert server.process.returncode == 0, output
+
+
+def test_when_a_destination_fails_the_transactions_waiting_for_it_are_not_tried(
+        tmp_path, sink):
+    site, members = forum_with_members(
+        tmp_path, sink, 100, ('retry_schedule = ["1s", "2s"]', 'retry_schedule = ["4s"]'))
+    refusals = []
+
+    def closing(recipient: str) -> str:
+        refusals.append(recipient)
+        return "421 4.3.2 Closing for maintenance"
+
+    sink.handler.answer = closing
+    server = Server(site).start()
+    try:
+        post(server, "Outage")
+        wait_until(lambda: refusals, 20, "the first transaction to be refused")
+        time.sleep(1.5)  # a second transaction, had it been tried, is refused by now
+        assert len(refusals) == 1, refusals
+        sink.handler.answer = lambda recipient: None
+        wait_until(lambda: recipients_of(sink, "Outage") == set(members), 30,
+                   "every member to get the post once the destination is back")
+    finally:
+        output = server.stop()
+    assert "Traceback" not in output
+    attempts = sqlite3.connect(site / "data" / "listserv.db").execute(
+        "SELECT attempts, count(*) FROM deliveries GROUP BY attempts").fetchall()
+    assert attempts == [(1, 90), (2, 10)], attempts  # only the refused ones count a try
