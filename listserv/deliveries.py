@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from listserv.bounces import record_bounce
@@ -172,6 +172,12 @@ class Outcome:
     postponed: tuple[list[int], float, str] | None = None  # ids, until, why (no try counted)
     down: tuple[str, float, str] | None = None  # destination, until, why
 
+    def size(self) -> int:
+        """How many rows this outcome settles."""
+        return (len(self.sent) + sum(map(len, self.deferred.values())) + len(self.bounced)
+                + sum(map(len, self.failed.values()))
+                + (len(self.postponed[0]) if self.postponed else 0))
+
     def defer(self, ids, error: str) -> None:
         self.deferred.setdefault(error, []).extend(ids)
 
@@ -242,6 +248,30 @@ def settle(db, outcome: Outcome, now: float, policy: Policy) -> Counter:
                    "last_error = ? WHERE id = ?", [detail[:300], delivery_id])
         record_bounce(db, delivery_id, recipient, code, detail, now, forum_id=outcome.forum_id)
         counts["bounced"] += 1
+    return counts
+
+
+def settle_all(db, outcomes: list[Outcome], now: float, policy: Policy) -> Counter:
+    """Settle several outcomes in one write; the sent rows of all of them in one
+    UPDATE. An outcome whose writing fails (a bounce that cannot be recorded,
+    say) is logged and left 'sending' for the next start; the others stand."""
+    counts: Counter = Counter()
+    sent = [row for outcome in outcomes for row in outcome.sent]
+    if sent:
+        counts["sent"] += db.execute(
+            f"UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+            f"last_error = '' WHERE id IN {IDS}", [now, _ids(sent)]).rowcount
+    for outcome in outcomes:
+        if outcome.size() == len(outcome.sent) and not outcome.down:
+            continue
+        rest = replace(outcome, sent=[])
+        db.execute("SAVEPOINT outcome")
+        try:
+            counts.update(settle(db, rest, now, policy))
+        except Exception:
+            db.execute("ROLLBACK TO SAVEPOINT outcome")
+            log.exception("could not record the outcome of %d deliveries", rest.size())
+        db.execute("RELEASE SAVEPOINT outcome")
     return counts
 
 

@@ -1,11 +1,13 @@
 """The delivery engine: the outbound queue handed to mail servers.
 
 `run_delivery` runs on the server's event loop: it claims due rows in
-bounded batches (`deliveries.claim`, one write), hands each group to its
-destination in one SMTP transaction on a connection kept open for the next
-(`smtpout`), or into the outbox Maildir when no smarthost or route is
-configured, and writes what came of it (`deliveries.settle`, one write) right
-after the server's reply. 4xx replies, timeouts and refused connections
+bounded batches (`deliveries.claim`, one write, beside the running
+transactions), hands each group to its destination in one SMTP transaction
+on a connection kept open for the next (`handover`: in a process of its own
+by default, else `smtpout` here), or into the outbox Maildir when no
+smarthost or route is configured, and writes what came of it
+(`deliveries.settle_all`: the outcomes that arrive while one write is under
+way go together in the next) while the worker goes on. 4xx replies, timeouts and refused connections
 defer rows along `retry_schedule`; 5xx bounces them. A destination that
 fails is left alone for a while and never holds up the others: a new or
 failed destination gets one connection until it answers, and no destination
@@ -35,7 +37,7 @@ from functools import partial
 from listserv.addresses import is_address
 from listserv.bounces import verp_sender
 from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
-                             queue_report, recover, release, settle)
+                             queue_report, recover, release, settle_all)
 from listserv.handover import Local, Remote, Skipped
 from listserv.smtpout import MAILDIR, Unavailable, write_outbox
 from listserv.tokens import short_mac, sign_link
@@ -100,6 +102,8 @@ class Engine:
         self.settling: set[asyncio.Task] = set()  # outcomes on their way to the store
         self.stopping = False
         self.claiming: asyncio.Task | None = None
+        self.unsettled: list[Outcome] = []  # outcomes waiting for the next write
+        self.settler: asyncio.Task | None = None
         self.claim_error: BaseException | None = None
         self.ready: deque[Group] = deque()
         self.running: dict[asyncio.Task, Group] = {}
@@ -293,31 +297,40 @@ class Engine:
                      or (outcome.bounced[0][3] if outcome.bounced else ""))
         # The worker is free for its next transaction while the outcome is written;
         # until that write commits, the rows stay 'sending' and no claim takes them.
-        task = asyncio.create_task(self._settle(group, outcome))
-        self.settling.add(task)
-        task.add_done_callback(self.settling.discard)
+        # Outcomes that arrive while a write is under way go together in the next.
+        self.unsettled.append(outcome)
+        if self.settler is None:
+            self.settler = asyncio.create_task(self._settle())
+            self.settling.add(self.settler)
+            self.settler.add_done_callback(self.settling.discard)
 
-    async def _settle(self, group: Group, outcome: Outcome) -> None:
-        """Write the outcome; while the store cannot take it (a full disk), try again
-        every few seconds: the rows stay 'sending', so nobody gets them twice."""
-        wait = 1.0
-        while True:
-            try:
-                self.counts.update(await self.write(settle, outcome, self.clock(),
-                                                    self.policy, priority=0))
-                break
-            except Exception as error:
-                if self.stopping:
-                    log.error("could not record the outcome of %d deliveries of body %s "
-                              "(%s); they are queued again at the next start",
-                              len(group.ids), group.body_id, error)
-                    break
-                log.error("could not record the outcome of %d deliveries of body %s (%s); "
-                          "trying again in %.0f s", len(group.ids), group.body_id, error, wait)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 30.0)
-        self.again = True  # deferred rows may be due again, a destination back
-        self.changed.set()
+    async def _settle(self) -> None:
+        """Write waiting outcomes, all in one write; while the store cannot take
+        them (a full disk), try again every few seconds: the rows stay 'sending',
+        so nobody gets them twice."""
+        try:
+            while self.unsettled:
+                outcomes, self.unsettled = self.unsettled, []
+                rows = sum(map(Outcome.size, outcomes))
+                wait = 1.0
+                while True:
+                    try:
+                        self.counts.update(await self.write(settle_all, outcomes, self.clock(),
+                                                            self.policy, priority=0))
+                        break
+                    except Exception as error:
+                        if self.stopping:
+                            log.error("could not record the outcome of %d deliveries (%s); "
+                                      "they are queued again at the next start", rows, error)
+                            break
+                        log.error("could not record the outcome of %d deliveries (%s); "
+                                  "trying again in %.0f s", rows, error, wait)
+                        await asyncio.sleep(wait)
+                        wait = min(wait * 2, 30.0)
+                self.again = True  # deferred rows may be due again, a destination back
+                self.changed.set()
+        finally:
+            self.settler = None
 
     async def attempt(self, group: Group, body: Body | None) -> Outcome:
         outcome = Outcome(forum_id=body.forum_id if body else None)
