@@ -46,10 +46,6 @@ def run(site, listen: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     host, port = parse_hostport(listen or settings.smtp.listen)
     site.lock()
-    # The event loop waits for the interpreter lock whenever the store's writer
-    # thread runs Python (parsing, claiming); the default 5 ms slices would
-    # leave SMTP connections idle that long.
-    sys.setswitchinterval(0.0005)
     site.start_writer()
     try:
         try:
