@@ -29,11 +29,13 @@ FORUM_KINDS = ("post", "request", "join", "leave", "owner", "confirm", "bounces"
 
 
 def store_incoming(db, raw: bytes, mail_from: str, rcpt_tos: list[str], now: datetime) -> int:
-    """Keep an accepted message; the pipeline picks it up by its status."""
-    return db["messages"].insert({
-        "received_at": now.isoformat(), "mail_from": mail_from or "",
-        "rcpt_tos": json.dumps(rcpt_tos), "raw": raw, "size": len(raw),
-        "status": "received"}).last_pk
+    """Keep an accepted message; the pipeline picks it up by its status.
+    (Plain SQL: sqlite-utils' `insert` reads the table's schema on every call,
+    a tenth of a millisecond or two that intake pays for every message.)"""
+    return db.execute(
+        "INSERT INTO messages (received_at, mail_from, rcpt_tos, raw, size, status) "
+        "VALUES (?, ?, ?, ?, ?, 'received')",
+        [now.isoformat(), mail_from or "", json.dumps(rcpt_tos), raw, len(raw)]).lastrowid
 
 
 @dataclass

@@ -23,9 +23,11 @@ STATUSES = ("queued", "sending", "deferred", "sent", "bounced", "failed")
 
 def store_body(db, ref: str, raw: bytes, now: datetime, forum_id: int | None = None,
                personal: bool = False) -> int:
-    return db["bodies"].insert({"ref": ref, "raw": raw, "forum_id": forum_id,
-                                "personal": int(personal),
-                                "created_at": now.isoformat()}).last_pk
+    """Keep the bytes of one outgoing message once; returns its id (plain SQL,
+    as in `intake.store_incoming`: once per post, on the pipeline's path)."""
+    return db.execute(
+        "INSERT INTO bodies (ref, raw, forum_id, personal, created_at) VALUES (?, ?, ?, ?, ?)",
+        [ref, raw, forum_id, int(personal), now.isoformat()]).lastrowid
 
 
 def enqueue(db, ref: str, body_id: int, recipients: Iterable[str], sender: str,
