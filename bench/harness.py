@@ -212,6 +212,17 @@ def proc_cpu(pid: int, task: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds of those of `pids` that are still alive."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += proc_cpu(pid)
+        except OSError:
+            pass
+    return total
+
+
 def machine_busy() -> float:
     """CPU seconds all cores spent busy since boot (user, nice, system, irq,
     softirq, steal): beside our own processes' CPU, it shows what else ran."""
@@ -288,23 +299,11 @@ class Server:
 
     def cpu(self) -> float:
         """CPU seconds of serve and its live children."""
-        total = 0.0
-        for pid in self.processes():
-            try:
-                total += proc_cpu(pid)
-            except OSError:
-                pass
-        return total
+        return _cpu_of(self.processes())
 
     def children_cpu(self) -> float:
         """CPU seconds of serve's live children (the handover process)."""
-        total = 0.0
-        for pid in self.processes()[1:]:
-            try:
-                total += proc_cpu(pid)
-            except OSError:
-                pass
-        return total
+        return _cpu_of(self.processes()[1:])
 
     def main_thread_cpu(self) -> float:
         """serve's event loop thread (intake, the delivery engine's bookkeeping); the

@@ -14,6 +14,7 @@ import os
 import signal
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -312,3 +313,22 @@ def process_alive(pid: int) -> bool:
             return handle.read().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
+
+
+def wait_until(predicate, timeout: float = 20, what: str = "it") -> None:
+    """Poll `predicate` until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def query(folder: Path, sql: str, params=()) -> list[tuple]:
+    """Read a site's database with a connection of our own: what is on disk."""
+    conn = sqlite3.connect(str(folder / "data" / "listserv.db"), timeout=30)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()

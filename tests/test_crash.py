@@ -9,31 +9,13 @@ those of the SMTP transactions in flight at the moment of the kill (at most
 from __future__ import annotations
 
 import smtplib
-import sqlite3
 import threading
-import time
 from collections import Counter
 
-from helpers import Server, child_processes, listserv, make_site, process_alive
+from helpers import (Server, child_processes, listserv, make_site, process_alive, query,
+                     wait_until)
 
 CONCURRENCY, BATCH = 4, 20
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def query(site, sql: str, params=()) -> list:
-    conn = sqlite3.connect(str(site / "data" / "listserv.db"), timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def test_no_message_that_got_250_is_lost_when_the_server_is_killed_during_intake(

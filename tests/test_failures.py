@@ -21,35 +21,16 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
-from helpers import (Server, free_port, listserv, make_site, running_intake, send_mail,
-                     wait_for_port, write_site)
+from helpers import (Server, free_port, listserv, make_site, query, running_intake,
+                     send_mail, wait_for_port, wait_until, write_site)
 
 from listserv import forums, members
 from listserv.incoming import MAX_ATTEMPTS
 from listserv.site import Site
 
 DOMAIN = "lists.example.org"
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def query(site, sql: str, params=()) -> list:
-    """Read with a connection of our own: what is on disk."""
-    conn = sqlite3.connect(str(site / "data" / "listserv.db"), timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def post(subject: str, message_id: str, to: str = f"peace@{DOMAIN}") -> str:

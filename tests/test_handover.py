@@ -15,16 +15,7 @@ import smtplib
 import sqlite3
 import time
 
-from helpers import Server, child_processes, listserv, make_site, process_alive
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from helpers import Server, child_processes, listserv, make_site, process_alive, wait_until
 
 
 def forum_with_members(tmp_path, sink, count: int, *config: tuple[str, str]):

@@ -13,12 +13,11 @@ import email.policy
 import json
 import re
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-from helpers import Server, listserv, make_site
+from helpers import Server, listserv, make_site, query
 
 CORPUS = Path(__file__).parent / "mail"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())
@@ -44,14 +43,6 @@ def served(tmp_path_factory):
         output = server.stop()
         sink.stop()
         assert "Traceback" not in output, output[-3000:]
-
-
-def query(site, sql: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(str(site / "data" / "listserv.db"), timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def smtp_send(port: int, mail_from: str, rcpt_tos: list[str], data: bytes,

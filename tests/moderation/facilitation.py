@@ -10,11 +10,12 @@ import email.policy
 import email.utils
 import json
 import re
-import sqlite3
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+
+from helpers import query  # noqa: F401 (for the moderation tests)
 
 from listserv import forums, members
 from listserv.delivery import deliver_pending
@@ -137,13 +138,6 @@ def reply(notice, written: str, *, sender: str = FAC, layout: str = "gmail",
 
 
 # -- reading the site -----------------------------------------------------------------
-def query(folder: Path, sql: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(str(folder / "data" / "listserv.db"), timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
 
 def wait_until(predicate, timeout: float = 20, what: str = "it") -> None:
     deadline = time.monotonic() + timeout
