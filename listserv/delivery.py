@@ -16,10 +16,14 @@ command line. All reads and writes go through the store's single writer.
 Will not render or queue mail (`queue.py`, `notify.py`).
 
 Crash window: a row is claimed ('sending') in a committed write before any
-byte of it goes out, and marked 'sent' in the write that follows the
-server's reply to DATA. If the process dies between that reply and that
-commit, the rows of the transactions then in flight (at most `concurrency`
-of them, each of at most `batch_size` recipients) are still 'sending';
+byte of it goes out, and marked 'sent' in a write after the server's reply
+to DATA. If the process dies in between, the rows of the transactions then
+in flight and of those whose reply has come but whose outcome is not yet
+committed are still 'sending'. No transaction starts while `concurrency`
+of them (twice that with the handover process, whose queue keeps each
+connection's next transaction ready) are handed over and unrecorded, so
+that is the most that can be sent again, each of at most `batch_size`
+recipients.
 `recover` queues them again at the next start and those recipients get the
 message a second time. No other row is ever sent twice.
 """
@@ -48,7 +52,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # the command line queues rows from another process, unannounced
 BODY_CACHE_BYTES = 32 * 1024 * 1024
-AHEAD = 3  # transactions per worker claimed ahead (running one included)
+AHEAD = 4  # transactions per connection claimed ahead (running and queued included)
 
 
 def personal_headers(secret: bytes, web_url: str, slug: str, domain: str,
@@ -103,6 +107,7 @@ class Engine:
         self.stopping = False
         self.claiming: asyncio.Task | None = None
         self.unsettled: list[Outcome] = []  # outcomes waiting for the next write
+        self.unrecorded = 0  # outcomes not yet committed (waiting or being written)
         self.settler: asyncio.Task | None = None
         self.claim_error: BaseException | None = None
         self.ready: deque[Group] = deque()
@@ -136,15 +141,16 @@ class Engine:
         return self.concurrency
 
     def room(self) -> int:
-        """Rows to claim now: enough for every worker's next three transactions."""
+        """Rows to claim now: enough for every connection's next AHEAD transactions."""
         return AHEAD * self.concurrency * self.batch_size - self.pending
 
     def should_claim(self) -> bool:
-        """Claim when something may be due and the workers' next groups are not
-        all at hand; small groups are claimed many at a time, not one by one."""
+        """Claim when something may be due and either nothing is ready or there
+        is room for a transaction per connection: claims (each a commit) come
+        a connection-full at a time, not one group at a time."""
         room = self.room()
         return self.again and room > 0 and (
-            len(self.ready) < self.concurrency or room >= self.concurrency * self.batch_size)
+            not self.ready or room >= self.concurrency * self.batch_size)
 
     # -- the loop ----------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None, wake: asyncio.Event | None = None,
@@ -223,7 +229,8 @@ class Engine:
         more per connection, to start each as soon as a connection is free."""
         waiting: list[Group] = []  # their destination is busy; they keep their place
         ahead = 1 + self.handover.ahead
-        while self.ready and len(self.running) < self.concurrency * ahead:
+        # Handed over but not yet recorded, running or done: the crash window.
+        while self.ready and len(self.running) + self.unrecorded < self.concurrency * ahead:
             group = self.ready.popleft()
             limit = self.cap(group.destination)
             if group.destination != MAILDIR:
@@ -299,6 +306,7 @@ class Engine:
         # until that write commits, the rows stay 'sending' and no claim takes them.
         # Outcomes that arrive while a write is under way go together in the next.
         self.unsettled.append(outcome)
+        self.unrecorded += 1
         if self.settler is None:
             self.settler = asyncio.create_task(self._settle())
             self.settling.add(self.settler)
@@ -327,6 +335,7 @@ class Engine:
                                   "trying again in %.0f s", rows, error, wait)
                         await asyncio.sleep(wait)
                         wait = min(wait * 2, 30.0)
+                self.unrecorded -= len(outcomes)
                 self.again = True  # deferred rows may be due again, a destination back
                 self.changed.set()
         finally:

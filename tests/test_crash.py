@@ -2,8 +2,9 @@
 
 Promises under test (SPEC §8): a 250 means the message survives any crash;
 after a restart the work resumes; no recipient gets a post twice except
-those of the SMTP transactions in flight at the moment of the kill (at most
-`concurrency` transactions of at most `batch_size` recipients).
+those of the SMTP transactions handed over but not yet recorded at the
+moment of the kill (at most twice `concurrency` transactions, with the
+handover process, of at most `batch_size` recipients).
 """
 
 from __future__ import annotations
@@ -101,5 +102,6 @@ def test_a_fan_out_killed_midway_resumes_and_serves_no_one_twice_outside_the_win
     copies = Counter(sink.recipients())
     twice = [address for address, count in copies.items() if count > 1]
     assert max(copies.values()) <= 2
-    assert len(twice) <= CONCURRENCY * BATCH, f"{len(twice)} recipients served twice"
+    # The window (listserv/delivery.py): handed over and not yet recorded.
+    assert len(twice) <= 2 * CONCURRENCY * BATCH, f"{len(twice)} recipients served twice"
     assert sum(copies.values()) == len(members) + len(twice)

@@ -29,6 +29,11 @@ def test_kill_9_between_the_post_and_the_decision_loses_nothing_and_repeats_noth
     server = Server(peace).start()
     try:
         notice = wait_notice(sink, FAC)
+        # Killed once the notice is recorded as sent: a kill between the sink's
+        # 250 and that record may send it again (the documented crash window).
+        wait_until(lambda: query(peace, "SELECT count(*) FROM deliveries WHERE "
+                                        "recipient = ? AND status = 'sent'", [FAC])[0][0],
+                   10, "the notice's delivery to be recorded")
     finally:
         server.kill()  # held and noticed, not decided
     assert query(peace, "SELECT status FROM holds") == [("held",)]
