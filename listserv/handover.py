@@ -153,18 +153,20 @@ class Remote:
             else:
                 future.set_exception(RuntimeError(f"in the handover process: {value}"))
         # The child is gone: what it was doing is in doubt, like a dropped connection.
+        # Its jobs fail before anything is awaited: a new child may start meanwhile,
+        # and the jobs it gets are not these.
         if self.writer is writer:
             self.writer = None
         writer.close()
+        orphans, self.jobs = self.jobs, {}
+        for future in orphans.values():
+            if not future.done():
+                future.set_exception(Unavailable("the handover process ended during the "
+                                                 "transaction"))
         code = await asyncio.to_thread(proc.wait)
         if code != 0:
             log.warning("the handover process ended (exit status %s); starting another "
                         "when mail is next due", code)
-        for future in self.jobs.values():
-            if not future.done():
-                future.set_exception(Unavailable("the handover process ended during the "
-                                                 "transaction"))
-        self.jobs.clear()
 
     def _send(self, message: tuple) -> None:
         self.writer.write(_frame(message))
