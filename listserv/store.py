@@ -578,6 +578,9 @@ def _statements(script: str) -> list[str]:
     return [part for part in parts if part.strip(" ;\n")]
 
 
+WRITER_CACHE_KIB = 32 * 1024  # the writer's page cache: a fan-out's rows and indexes stay in it
+
+
 class Writer:
     """The store's one writer thread, with group commit.
 
@@ -668,6 +671,7 @@ class Writer:
             self._ready.set()
             return
         db.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
+        db.conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         self._ready.set()
         while True:
             priority, _, first = self._jobs.get()
