@@ -154,7 +154,8 @@ def status(site: Site, as_json: bool) -> None:
     if report["messages"]["failed"]:
         click.echo("Set aside after failing (latest first):")
         print_table(report["messages"]["failed"], [("id", "message"), ("received_at", "received"),
-                                                   ("mail_from", "from"), ("error", "reason")])
+                                                   ("mail_from", "from"), ("attempts", "tries"),
+                                                   ("error", "reason")])
     _print_counts("Posts", report["posts"]["counts"])
     if report["posts"]["failed"]:
         click.echo("Posts that could not be distributed:")

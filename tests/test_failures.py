@@ -105,6 +105,7 @@ def test_a_message_that_keeps_failing_is_set_aside_after_a_few_tries_and_status_
     assert "Set aside after failing" in text
     line = next(line for line in text.splitlines() if line.strip().startswith(str(bad_id)))
     assert "ana@example.org" in line and "TypeError" in line
+    assert re.search(rf"ana@example\.org\s+{MAX_ATTEMPTS}\s+TypeError", line), line  # tries
 
 
 # -- a full disk -------------------------------------------------------------------------
