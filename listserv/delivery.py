@@ -7,8 +7,9 @@ on a connection kept open for the next (`handover`: in a process of its own
 by default, else `smtpout` here), or into the outbox Maildir when no
 smarthost or route is configured, and writes what came of it
 (`deliveries.settle_all`: the outcomes that arrive while one write is under
-way go together in the next) while the worker goes on. 4xx replies, timeouts and refused connections
-defer rows along `retry_schedule`; 5xx bounces them. A destination that
+way go together in the next) while the worker goes on. 4xx replies,
+timeouts and refused connections defer rows along `retry_schedule`; 5xx
+bounces them. A destination that
 fails is left alone for a while and never holds up the others: a new or
 failed destination gets one connection until it answers, and no destination
 takes every worker. `deliver_pending` does the same once, for tests and the
@@ -103,7 +104,6 @@ class Engine:
         smtp = own_process and self.router.destinations != {MAILDIR}
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
                                                     delivery.timeout_seconds, self.concurrency)
-        self.settling: set[asyncio.Task] = set()  # outcomes on their way to the store
         self.stopping = False
         self.claiming: asyncio.Task | None = None
         self.unsettled: list[Outcome] = []  # outcomes waiting for the next write
@@ -277,8 +277,8 @@ class Engine:
             except Exception as error:
                 log.error("could not queue %d claimed deliveries again (%s); the next "
                           "start does", len(ids), error)
-        if self.settling:
-            _done, pending = await asyncio.wait(list(self.settling), timeout=grace)
+        if self.settler is not None:
+            _done, pending = await asyncio.wait([self.settler], timeout=grace)
             for task in pending:
                 task.cancel()
         await self.handover.close()
@@ -309,8 +309,6 @@ class Engine:
         self.unrecorded += 1
         if self.settler is None:
             self.settler = asyncio.create_task(self._settle())
-            self.settling.add(self.settler)
-            self.settler.add_done_callback(self.settling.discard)
 
     async def _settle(self) -> None:
         """Write waiting outcomes, all in one write; while the store cannot take
