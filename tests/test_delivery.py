@@ -345,6 +345,42 @@ def test_rows_left_sending_by_a_crash_go_out_once_after_recover(site, sink, now)
     assert sorted(sink.recipients()) == ["ana@example.org", "ben@example.org"]
 
 
+def test_a_claim_batches_per_body_and_keeps_each_destinations_limit(tmp_path, now):
+    site = Site(write_site(tmp_path / "site",  # no smarthost: the outbox, and one route
+                           extra='routes = { "b.org" = "127.0.0.1:2525" }\n'))
+    first = [f"{name}@a.org" for name in "pqrst"] + ["u@b.org", "v@b.org", "w@b.org",
+                                                       "x@c.org", "y@c.org"]
+
+    def work(db):
+        for ref, recipients in (("post:1", first), ("post:2", ["z@a.org"])):
+            enqueue(db, ref, store_body(db, ref, BODY, now), recipients, SENDER, now)
+    site.write_now(work)
+    groups, bodies = site.write_now(lambda db: claim(
+        db, Router(site.settings.delivery), now.timestamp(), rows=100, batch_size=4,
+        limits={"127.0.0.1:2525": 2}))
+    by_place: dict = {}
+    for group in groups:
+        assert len(group.ids) == len(group.recipients) <= 4
+        by_place.setdefault((group.body_id, group.destination), []).append(group.recipients)
+    assert set(bodies) == {1, 2}
+    # The outbox takes every domain of a body together, four to a transaction.
+    outbox = by_place[(1, "maildir")]
+    assert sorted(map(len, outbox)) == [3, 4]
+    assert sorted(r for batch in outbox for r in batch) == sorted(
+        r for r in first if not r.endswith("@b.org"))
+    assert by_place[(2, "maildir")] == [["z@a.org"]]
+    # The route's limit is two rows: the third waits for the next claim.
+    (routed,) = by_place[(1, "127.0.0.1:2525")]
+    assert len(routed) == 2 and set(routed) < {"u@b.org", "v@b.org", "w@b.org"}
+    left = {recipient for recipient, status in statuses(site).items() if status == "queued"}
+    assert left == {"u@b.org", "v@b.org", "w@b.org"} - set(routed)
+    assert sum(1 for status in statuses(site).values() if status == "sending") == 10
+    # Each claimed row's recipient is the one its group carries it for.
+    ids = {row["id"]: row["recipient"] for row in site.db.query("SELECT * FROM deliveries")}
+    for group in groups:
+        assert [ids[i] for i in group.ids] == group.recipients
+
+
 def test_a_message_that_cannot_be_sent_is_set_aside_and_the_rest_goes_on(site, sink, now):
     def work(db):
         body_id = store_body(db, "bad:1", 12345, now)  # not a message at all
