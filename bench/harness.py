@@ -206,10 +206,16 @@ def proc_status(pid: int) -> dict[str, int]:
 def proc_cpu(pid: int, task: int | None = None) -> float:
     """User + system CPU seconds of a live process (all its threads), or of
     one of its threads."""
+    return sum(proc_cpu_split(pid, task))
+
+
+def proc_cpu_split(pid: int, task: int | None = None) -> tuple[float, float]:
+    """(user, system) CPU seconds of a live process or of one of its threads."""
     path = f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat"
     with open(path) as handle:
         fields = handle.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _cpu_of(pids: list[int]) -> float:
@@ -304,6 +310,24 @@ class Server:
     def children_cpu(self) -> float:
         """CPU seconds of serve's live children (the handover process)."""
         return _cpu_of(self.processes()[1:])
+
+    def threads_cpu(self) -> dict[str, tuple[float, float]]:
+        """(user, system) CPU seconds per thread of serve, by thread name (the
+        store's threads name themselves; unnamed ones are added up under
+        their common name; the event loop's thread is "main")."""
+        found: dict[str, tuple[float, float]] = {}
+        for task in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{task}/comm") as handle:
+                    name = handle.read().strip()
+                user, system = proc_cpu_split(self.proc.pid, int(task))
+            except OSError:
+                continue  # ended meanwhile
+            if int(task) == self.proc.pid:
+                name = "main"
+            before = found.get(name, (0.0, 0.0))
+            found[name] = (before[0] + user, before[1] + system)
+        return found
 
     def main_thread_cpu(self) -> float:
         """serve's event loop thread (intake, the delivery engine's bookkeeping); the

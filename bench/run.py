@@ -140,6 +140,7 @@ class Bench:
         try:
             idle = server.memory()
             base, cpu, main = self.sink.stats(), server.cpu(), server.main_thread_cpu()
+            threads = server.threads_cpu()
             handover = server.children_cpu()
             window = Window(server.cpu, self.sink_cpu)
             say(f"{name} #{run}: {posts} post(s) to {members:,} members "
@@ -153,6 +154,9 @@ class Bench:
             other = window.other_cpu_percent()
             memory, cpu = server.memory(), server.cpu() - cpu
             main = server.main_thread_cpu() - main
+            threads = {name: {"user": round(user - threads.get(name, (0, 0))[0], 2),
+                              "system": round(system - threads.get(name, (0, 0))[1], 2)}
+                       for name, (user, system) in server.threads_cpu().items()}
             handover = server.children_cpu() - handover
         finally:
             server.stop()
@@ -168,6 +172,7 @@ class Bench:
             "server_cpu_seconds": round(cpu, 2),
             "server_main_thread_cpu_seconds": round(main, 2),
             "server_handover_cpu_seconds": round(handover, 2),
+            "server_thread_cpu_seconds": threads,
             "handover_cpu_us_per_delivery": round(handover / max(delivered, 1) * 1e6, 1),
             "server_cpu_us_per_delivery": round(cpu / max(delivered, 1) * 1e6, 1),
             "sink_cpu_percent": round(100 * (end.cpu - base.cpu) / seconds, 1),
