@@ -9,7 +9,7 @@ the database and the serve lock; they write nothing and change no state.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import click
 
@@ -58,6 +58,11 @@ def site_status(site: Site, now: datetime, pid: str | None) -> dict:
         "failed": list(db.query(
             "SELECT id, received_at, mail_from, subject, attempts, error FROM messages "
             "WHERE status = 'failed' ORDER BY id DESC LIMIT ?", [RECENT])),
+        # Failed at least once and waiting for their next try (set aside after MAX_ATTEMPTS).
+        "retrying": [dict(row, next_try=_stamp(row.pop("retry_at"))) for row in db.query(
+            "SELECT id, received_at, mail_from, subject, attempts, error, retry_at "
+            "FROM messages WHERE status = 'received' AND attempts > 0 "
+            "ORDER BY retry_at LIMIT ?", [RECENT])],
     }
     report["posts"] = {
         "counts": _counts(db, "posts"),
@@ -77,6 +82,10 @@ def site_status(site: Site, now: datetime, pid: str | None) -> dict:
     for key, collect, _describe in SECTIONS:
         report[key] = collect(site, now)
     return report
+
+
+def _stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
 def _counts(db, table: str) -> dict[str, int]:
@@ -151,11 +160,16 @@ def status(site: Site, as_json: bool) -> None:
     else:
         click.echo("  none yet (create one with 'listserv forum create')")
     _print_counts("\nMessages", report["messages"]["counts"])
+    if report["messages"]["retrying"]:
+        click.echo("Failed, to be tried again:")
+        print_table(report["messages"]["retrying"], [
+            ("id", "message"), ("mail_from", "from"), ("subject", "subject"),
+            ("attempts", "tries"), ("next_try", "next try"), ("error", "reason")])
     if report["messages"]["failed"]:
         click.echo("Set aside after failing (latest first):")
         print_table(report["messages"]["failed"], [("id", "message"), ("received_at", "received"),
-                                                   ("mail_from", "from"), ("attempts", "tries"),
-                                                   ("error", "reason")])
+                                                   ("mail_from", "from"), ("subject", "subject"),
+                                                   ("attempts", "tries"), ("error", "reason")])
     _print_counts("Posts", report["posts"]["counts"])
     if report["posts"]["failed"]:
         click.echo("Posts that could not be distributed:")

@@ -7,7 +7,8 @@ through the forum's policy (distribute, hold, refuse, ignore), commands go
 to `commands.py`, confirmations to `commands.py` (then moderation), bounces
 to `bounces.py`, owner and postmaster mail is forwarded. Each message is
 handled in one transaction; one that keeps failing is set aside as
-'failed' after MAX_ATTEMPTS with its reason, visible in `listserv status`.
+'failed' after MAX_ATTEMPTS tries, spaced by `[site] retry_handling`, with
+its reason, visible in `listserv status`.
 `distribute_pending` turns approved posts into queued deliveries.
 Posts to be held leave here in status 'hold'; the moderation stage takes
 them from there. What other packages handle (decision tokens, the site's
@@ -23,6 +24,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 from sqlite_utils.db import NotFoundError
 
@@ -30,7 +33,7 @@ from listserv import forums
 from listserv.addresses import classify, normalise
 from listserv.distribution import distribute_post
 from listserv.errors import ListservError, MessageError
-from listserv.mail import Parsed, clean_header_value, parse
+from listserv.mail import Parsed, clean_header_value, decode_header_text, parse
 from listserv.notify import send_template
 from listserv.policy import decide_post
 from listserv.queue import queue_message
@@ -73,21 +76,41 @@ NO_EXTENSIONS = Extensions()
 
 def process_received(db, site, now: datetime, limit: int = 20,
                      extensions: Extensions = NO_EXTENSIONS) -> int:
-    """Handle up to `limit` received messages, each in its own savepoint."""
-    rows = list(db.query("SELECT id FROM messages WHERE status = 'received' ORDER BY id LIMIT ?",
-                         [limit]))
+    """Handle up to `limit` received messages that are due, each in its own
+    savepoint; one whose handling fails waits before its next try."""
+    rows = list(db.query("SELECT id FROM messages WHERE status = 'received' AND retry_at <= ? "
+                         "ORDER BY id LIMIT ?", [now.timestamp(), limit]))
     for row in rows:
         try:
             with db.atomic():
                 process_message(db, site, row["id"], now, extensions)
         except Exception as error:  # a bug or a message we cannot handle: retry, then set aside
             log.exception("processing message %s failed", row["id"])
-            attempts = db.execute("SELECT attempts FROM messages WHERE id = ?",
-                                  [row["id"]]).fetchone()[0] + 1
-            status = "failed" if attempts >= MAX_ATTEMPTS else "received"
-            db.execute("UPDATE messages SET attempts = ?, status = ?, error = ? WHERE id = ?",
-                       [attempts, status, f"{type(error).__name__}: {error}"[:500], row["id"]])
+            attempts, subject, raw = db.execute(
+                "SELECT attempts, subject, raw FROM messages WHERE id = ?",
+                [row["id"]]).fetchone()
+            attempts += 1
+            db.execute("UPDATE messages SET attempts = ?, status = ?, error = ?, retry_at = ?, "
+                       "subject = ? WHERE id = ?",
+                       [attempts, "failed" if attempts >= MAX_ATTEMPTS else "received",
+                        f"{type(error).__name__}: {error}"[:500],
+                        _retry_at(site, now, attempts), subject or _subject_of(raw), row["id"]])
     return len(rows)
+
+
+def _retry_at(site, now: datetime, attempts: int) -> float:
+    """When a failed try is tried again: `[site] retry_handling`, doubled each time."""
+    return now.timestamp() + site.settings.site.retry_handling_seconds * 2 ** (attempts - 1)
+
+
+def _subject_of(raw) -> str:
+    """The subject of a message whose handling failed (the failed try's own record
+    of it was rolled back), read as plainly as possible: never raises."""
+    try:
+        return decode_header_text(BytesHeaderParser(policy=compat32).parsebytes(
+            bytes(raw))["Subject"])[:300]
+    except Exception:  # a subject we cannot read: the error says what went wrong
+        return ""
 
 
 def _message_row(db, message_id: int) -> dict:
@@ -249,8 +272,8 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
     A post that cannot be rendered is held (or, if a facilitator already approved
     it, set aside as failed)."""
     settings = site.settings
-    rows = list(db.query("SELECT * FROM posts WHERE status = 'approved' ORDER BY id LIMIT ?",
-                         [limit]))
+    rows = list(db.query("SELECT * FROM posts WHERE status = 'approved' AND retry_at <= ? "
+                         "ORDER BY id LIMIT ?", [now.timestamp(), limit]))
     for post in rows:
         forum = forums.find(db, db.execute("SELECT slug FROM forums WHERE id = ?",
                                            [post["forum_id"]]).fetchone()[0])
@@ -266,9 +289,11 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
         except Exception as error:  # not foreseen: retry a few times, then set aside
             log.exception("distributing post %s failed", post["id"])
             attempts = post["attempts"] + 1
-            db.execute("UPDATE posts SET attempts = ?, status = ?, reason = ? WHERE id = ?",
+            db.execute("UPDATE posts SET attempts = ?, status = ?, reason = ?, retry_at = ? "
+                       "WHERE id = ?",
                        [attempts, "failed" if attempts >= MAX_ATTEMPTS else "approved",
-                        f"{type(error).__name__}: {error}"[:500], post["id"]])
+                        f"{type(error).__name__}: {error}"[:500],
+                        _retry_at(site, now, attempts), post["id"]])
     return len(rows)
 
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -60,23 +61,49 @@ def run(site, listen: str | None = None) -> None:
 
 
 class Wakeable:
-    """A loop that runs `step` while it finds work, then sleeps until woken."""
+    """A loop that runs `step` while it finds work, then sleeps until woken.
+
+    A step that fails is tried again a second later. While it keeps failing
+    the same way (a full disk, say), the log gets the traceback once, then a
+    line a minute, and a line when it works again: not a traceback a second."""
+
+    REPEAT_EVERY = 60.0  # seconds between lines about the same failure
 
     def __init__(self, name: str, step, idle: float = 1.0):
         self.name, self.step, self.idle = name, step, idle
         self.event = asyncio.Event()
+        self.failing: str | None = None  # the failure being repeated
+        self.failures = 0
+        self.told = 0.0  # when the log last heard of it
 
     def wake(self) -> None:
         self.event.set()
+
+    def _failed(self, error: Exception) -> None:
+        what = f"{type(error).__name__}: {error}"
+        now = time.monotonic()
+        if what != self.failing:
+            self.failing, self.failures, self.told = what, 1, now
+            log.exception("%s failed; retrying shortly", self.name)
+            return
+        self.failures += 1
+        if now - self.told >= self.REPEAT_EVERY:
+            self.told = now
+            log.error("%s still failing (%d tries so far): %s", self.name, self.failures, what)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.event.clear()
             try:
                 busy = await self.step()
-            except Exception:
-                log.exception("%s failed; retrying shortly", self.name)
+            except Exception as error:
+                self._failed(error)
                 busy = False
+            else:
+                if self.failing is not None:
+                    log.warning("%s works again after %d failed tries", self.name,
+                                self.failures)
+                    self.failing = None
             if not busy:
                 try:
                     await asyncio.wait_for(self.event.wait(), self.idle)

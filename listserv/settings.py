@@ -52,8 +52,11 @@ class SiteSection:
     secretariat: tuple[str, ...] = ()
     node_id: str = ""
     timezone: str = "UTC"
+    retry_handling: str = "1m"
 
     def check(self, key: str) -> None:
+        if key == "retry_handling" and parse_duration(self.retry_handling) < 1:
+            raise ValueError("must be at least '1s'")
         if key == "domain" and not _DOMAIN.match(self.domain):
             raise ValueError(f"'{self.domain}' is not a mail domain, e.g. 'lists.example.org'")
         if key == "role" and self.role not in ("hub", "relay"):
@@ -75,6 +78,10 @@ class SiteSection:
             except Exception as error:  # ZoneInfoNotFoundError or a bad key
                 raise ValueError(f"'{self.timezone}' is not a time zone like 'UTC' "
                                  f"or 'Africa/Dakar'") from error
+
+    @property
+    def retry_handling_seconds(self) -> int:
+        return parse_duration(self.retry_handling)
 
 
 @dataclass(frozen=True)

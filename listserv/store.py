@@ -479,6 +479,12 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX template_versions_name ON template_versions (language, name, id);
     CREATE INDEX posts_forum_distributed ON posts (forum_id, status, distributed_at);
     """,
+    6: """
+    -- A message or post whose handling failed waits until retry_at (epoch
+    -- seconds) before its next try, so a passing cause has time to clear.
+    ALTER TABLE messages ADD COLUMN retry_at REAL NOT NULL DEFAULT 0;
+    ALTER TABLE posts ADD COLUMN retry_at REAL NOT NULL DEFAULT 0;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

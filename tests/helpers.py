@@ -272,6 +272,7 @@ def make_site(tmp_path, sink, *extra_toml: str, web_url: str = ""):
     text = text.replace('smarthost = ""', f'smarthost = "127.0.0.1:{sink.port}"')
     text = text.replace('retry_schedule = ["1m", "5m", "15m", "1h", "2h", "4h"]',
                         'retry_schedule = ["1s", "2s"]')
+    text = text.replace('retry_handling = "1m"', 'retry_handling = "1s"')
     text = text.replace("secretariat = []", 'secretariat = ["secretariat@example.org"]')
     if web_url:
         text = text.replace('url = ""', f'url = "{web_url}"')

@@ -1,7 +1,7 @@
 """Failures the server must survive, driven through `listserv serve` and the CLI.
 
-A message whose handling keeps raising is tried MAX_ATTEMPTS times, then set
-aside as 'failed' with its reason, shown by `listserv status`, while the
+A message whose handling keeps raising is tried MAX_ATTEMPTS times, with
+waits between the tries, then set aside as 'failed' with its reason, shown by `listserv status`, while the
 rest of the mail flows. A full disk (a file-size limit on the server
 process, so writes fail with EFBIG) gets a temporary 451 at DATA, never a
 250 for a message that is not on disk, and ends the transaction so the
@@ -12,7 +12,9 @@ recipient, as LMTP's replies to DATA do.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -23,11 +25,13 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
+import pytest
 from helpers import (Server, free_port, listserv, make_site, query, running_intake,
                      send_mail, wait_for_port, wait_until, write_site)
 
 from listserv import forums, members
 from listserv.incoming import MAX_ATTEMPTS
+from listserv.serve import Wakeable
 from listserv.site import Site
 
 DOMAIN = "lists.example.org"
@@ -57,6 +61,9 @@ def add_forums(folder, forums_members: dict[str, list[str]]) -> None:
 def test_a_message_that_keeps_failing_is_set_aside_after_a_few_tries_and_status_shows_why(
         tmp_path, sink):
     site = make_site(tmp_path, sink)
+    config = site / "listserv.toml"  # tries 2 s, then 4 s apart
+    config.write_text(config.read_text().replace('retry_handling = "1s"',
+                                                 'retry_handling = "2s"'))
     add_forums(site, {"peace": ["ben@example.net"], "water": ["cleo@example.net"]})
     # A hand edit of the database puts text where water's size limit (a number)
     # belongs: checking any post against it raises TypeError in the pipeline.
@@ -73,8 +80,13 @@ def test_a_message_that_keeps_failing_is_set_aside_after_a_few_tries_and_status_
                   post("Truce", "truce-1@example.org"))
         ((bad_id,),) = query(site, "SELECT id FROM messages WHERE rcpt_tos LIKE '%water@%'")
         sink.wait_for_recipient("ben@example.net", timeout=10)  # the good post flows
+        # Between its tries, status shows the message waiting for the next one.
+        wait_until(lambda: query(site, "SELECT status, attempts FROM messages WHERE id = ?",
+                                 [bad_id])[0] == ("received", 2), 10, "a second failed try")
+        waiting = json.loads(listserv("status", "--json", site=site).stdout)["messages"]
+        waiting_text = listserv("status", site=site).stdout
         wait_until(lambda: query(site, "SELECT status FROM messages WHERE id = ?",
-                                 [bad_id])[0][0] == "failed", 10,
+                                 [bad_id])[0][0] == "failed", 15,
                    "the failing message to be set aside")
         # Mail still flows after the message is set aside; the pipeline runs
         # again for this post and leaves the set-aside message alone.
@@ -96,16 +108,64 @@ def test_a_message_that_keeps_failing_is_set_aside_after_a_few_tries_and_status_
     assert query(site, "SELECT count(*) FROM posts p JOIN forums f ON f.id = p.forum_id "
                        "WHERE f.slug = 'water'")[0][0] == 0
     assert sink.messages_to("cleo@example.net") == []
-    assert len(re.findall(rf"processing message {bad_id} failed", output)) == MAX_ATTEMPTS
+    # The tries are spaced ([site] retry_handling = "1s" here, doubled each time),
+    # so a passing cause has time to clear: not three failures in a millisecond.
+    tries = [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f") for stamp in re.findall(
+        rf"^(\S+ \S+) ERROR \S+: processing message {bad_id} failed", output, re.M)]
+    assert len(tries) == MAX_ATTEMPTS, output
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(tries, tries[1:])]
+    assert gaps[0] >= 1.95 and gaps[1] >= 3.95, gaps
+    (retrying,) = waiting["retrying"]
+    assert (retrying["id"], retrying["attempts"], retrying["subject"]) == (bad_id, 2, "Wells")
+    assert retrying["error"].startswith("TypeError:") and waiting["failed"] == []
+    waited = (datetime.fromisoformat(retrying["next_try"])
+              - datetime.fromisoformat(retrying["received_at"])).total_seconds()
+    assert waited >= 5, retrying  # at least 2 s, then 4 s after the first try
+    assert "Failed, to be tried again:" in waiting_text
+    assert re.search(rf"^\s*{bad_id}\s+ana@example\.org\s+Wells\s+2\s", waiting_text, re.M)
 
     (failed,) = report["messages"]["failed"]
     assert (failed["id"], failed["attempts"], failed["error"]) == (bad_id, MAX_ATTEMPTS, error)
     assert failed["mail_from"] == "ana@example.org"
+    assert failed["subject"] == "Wells"  # read again: the failed tries' record was undone
     assert report["messages"]["counts"] == {"done": 2, "failed": 1}
     assert "Set aside after failing" in text
     line = next(line for line in text.splitlines() if line.strip().startswith(str(bad_id)))
     assert "ana@example.org" in line and "TypeError" in line
-    assert re.search(rf"ana@example\.org\s+{MAX_ATTEMPTS}\s+TypeError", line), line  # tries
+    assert re.search(rf"ana@example\.org\s+Wells\s+{MAX_ATTEMPTS}\s+TypeError", line), line
+
+
+@pytest.mark.parametrize("repeat_every, lines", [(3600.0, 0), (0.0, 5)])
+def test_a_stage_that_keeps_failing_logs_one_traceback_then_a_line_now_and_then(
+        caplog, repeat_every, lines):
+    """The stages of `serve` retry a failed step every second; on a full disk
+    that went on for as long as the disk stayed full. The traceback comes once;
+    after it, a line when REPEAT_EVERY (a minute in the server) has passed."""
+    calls = []
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+
+        async def step() -> bool:
+            calls.append(1)
+            if len(calls) <= 6:
+                raise OSError(28, "No space left on device")
+            stop.set()
+            return False
+        stage = Wakeable("pipeline", step, idle=0.001)
+        stage.REPEAT_EVERY = repeat_every
+        await stage.run(stop)
+
+    caplog.set_level(logging.INFO, logger="listserv.serve")
+    asyncio.run(scenario())
+    records = [r for r in caplog.records if r.name == "listserv.serve"]
+    assert len(calls) == 7
+    assert [r.getMessage() for r in records if r.exc_info] == [
+        "pipeline failed; retrying shortly"]  # one traceback for six failures
+    repeats = [r.getMessage() for r in records if "still failing" in r.getMessage()]
+    assert len(repeats) == lines, repeats
+    assert all("OSError: [Errno 28] No space left on device" in line for line in repeats)
+    assert records[-1].getMessage() == "pipeline works again after 6 failed tries"
 
 
 # -- a full disk -------------------------------------------------------------------------
@@ -206,6 +266,10 @@ def test_a_full_disk_answers_451_never_250_and_no_message_that_got_250_is_lost(
         assert isinstance(reply, tuple) and reply[0] == 451, (key, reply)
         assert "try again later" in reply[1]
     assert "disk I/O error" in full_output or "disk is full" in full_output
+    # A stage that kept failing the same way while the disk was full (if one had
+    # work then) logged one traceback, not one a second.
+    stages = re.findall(r"ERROR listserv\.serve: (\w+) failed; retrying shortly", full_output)
+    assert len(stages) == len(set(stages)), stages
 
     server = Server(site).start()  # the disk has room again
     try:

@@ -101,6 +101,14 @@ def test_a_bad_duration_inside_the_retry_schedule_is_found(tmp_path):
     assert "[delivery] retry_schedule 'soon' is not a duration" in message
 
 
+def test_the_wait_before_a_failed_message_is_tried_again_is_a_duration_of_a_second_or_more(
+        tmp_path):
+    message = config_error(tmp_path, '[site]\nretry_handling = "soon"\n')
+    assert "[site] retry_handling 'soon' is not a duration" in message
+    message = config_error(tmp_path, '[site]\nretry_handling = "0s"\n')
+    assert "[site] retry_handling" in message and "at least '1s'" in message
+
+
 def test_a_bad_language_code_is_refused(tmp_path):
     message = config_error(tmp_path, '[site]\nlanguages = ["en", "French"]\n')
     assert "[site] languages must list two-letter language codes" in message
