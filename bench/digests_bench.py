@@ -121,7 +121,7 @@ def _count(db, key: str) -> dict:
     """How many bodies and deliveries a publication made (inside the rolled-back work)."""
     bodies, size = db.execute("SELECT count(*), sum(length(raw)) FROM bodies WHERE ref = ? OR "
                               "ref LIKE ?", [key, key + ":%"]).fetchone()
-    deliveries = db.execute("SELECT count(*) FROM deliveries WHERE ref = ? OR ref LIKE ?",
+    deliveries = db.execute("SELECT sum(size) FROM deliveries WHERE ref = ? OR ref LIKE ?",
                             [key, key + ":%"]).fetchone()[0]
     return {"bodies": bodies, "bytes_stored": size, "deliveries": deliveries}
 

@@ -381,7 +381,7 @@ def copies_and_recipients(site: Path, batch_size: int, ref_prefix: str = "post:"
                                    [ref_prefix + "%"]))
         jobs, current, key = [], [], None
         for body_id, sender, domain, recipient in conn.execute(
-                "SELECT body_id, sender, domain, recipient FROM deliveries "
+                "SELECT body_id, sender, domain, recipient FROM delivery_recipients "
                 "ORDER BY next_at, domain, body_id, id"):
             if body_id not in bodies:
                 continue

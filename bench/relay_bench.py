@@ -142,7 +142,7 @@ def run(args) -> dict:
             raise RuntimeError(f"not dispatched after 600 s: {server.tail()}")
         time.sleep(0.02)
     dispatched = time.monotonic()
-    copies = one(db, "SELECT count(*) FROM deliveries WHERE ref LIKE 'relay-lowband:%'")[0]
+    copies = one(db, "SELECT sum(size) FROM deliveries WHERE ref LIKE 'relay-lowband:%'")[0]
     parts = one(db, "SELECT count(DISTINCT d.ref), max(length(b.raw)) FROM deliveries d JOIN "
                     "bodies b ON b.id = d.body_id WHERE d.ref LIKE 'relay-lowband:%'")
     delivered = built = None

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from flufl.bounce import all_failures
 
 from listserv.addresses import domain_of, is_address, normalise
+from listserv.queue import split_off
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ def handle_bounce_message(db, site, raw: bytes, rcpt_detail: str, now,
             log.info("bounce names %s, who is no member and was sent nothing; ignored", address)
             continue
         code, detail = reports.get(address, (None, "reported by a bounce message"))
-        if delivery is not None:
+        if delivery is not None:  # a batch's other recipients stay sent
+            delivery = (split_off(db, delivery[0], address) or delivery[0], delivery[1])
             db.execute("UPDATE deliveries SET status = 'bounced', last_error = ? WHERE id = ?",
                        [f"bounced later: {detail}"[:300], delivery[0]])
         record_bounce(db, delivery[0] if delivery else None, address, code, detail, now,
@@ -131,9 +133,10 @@ def _text(value) -> str:
 
 
 def _last_sent(db, address: str, forum_id: int | None) -> tuple[int, int | None] | None:
-    """The latest delivery 'sent' to `address` (on `forum_id` when given)."""
-    sql = ("SELECT d.id, b.forum_id FROM deliveries d JOIN bodies b ON b.id = d.body_id "
-           "WHERE d.recipient = ? AND d.status = 'sent'")
+    """The latest delivery 'sent' to `address` (on `forum_id` when given), alone
+    or in a batch."""
+    sql = ("SELECT d.id, b.forum_id FROM delivery_recipients d JOIN bodies b "
+           "ON b.id = d.body_id WHERE d.recipient = ? AND d.status = 'sent'")
     params: list = [address]
     if forum_id is not None:
         sql += " AND b.forum_id = ?"

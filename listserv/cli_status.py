@@ -116,17 +116,23 @@ def queue_command(site: Site, as_json: bool) -> None:
     click.echo("Outbound queue: " + ", ".join(f"{status} {number}"
                                               for status, number in counts.items()))
     click.echo(f"Oldest waiting: {age(report.get('oldest_waiting_seconds'))}")
-    deferred = [dict(row, next=_until(row.get("next_at"), now)) for row in
-                report.get("deferred", [])]
+    deferred = [dict(row, next=_until(row.get("next_at"), now), recipient=_who(row))
+                for row in report.get("deferred", [])]
     if deferred:
         click.echo("\nDeferred (will be tried again):")
         print_table(deferred, [("id", "id"), ("recipient", "recipient"), ("attempts", "tries"),
                                ("next", "next try"), ("last_error", "last error")])
-    failed = report.get("failed", [])
+    failed = [dict(row, recipient=_who(row)) for row in report.get("failed", [])]
     if failed:
         click.echo("\nFailed and bounced:")
         print_table(failed, [("id", "id"), ("recipient", "recipient"), ("status", "status"),
                              ("attempts", "tries"), ("last_error", "last error")])
+
+
+def _who(row: dict) -> str:
+    """A row's recipient, and how many more when the row is a batch."""
+    more = (row.get("size") or 1) - 1
+    return f"{row['recipient']} +{more} more" if more > 0 else row["recipient"]
 
 
 def _until(next_at, now: datetime) -> str:

@@ -3,9 +3,12 @@
 The delivery engine (`delivery.py`) runs these on the store's single
 writer. `claim` marks due rows 'sending' in one write and groups them per
 body, destination and recipient domain (`Router` says where a domain's mail
-goes); `settle` writes what came of a group in bulk UPDATEs: 'sent',
-'deferred' along the retry schedule, 'failed' past `give_up_after`,
-'bounced' with a `bounces` row. `recover` requeues what a dead process left
+goes); a row may be a batch of recipients (see `queue.py`) and is never
+spread over two transactions. `settle` writes what came of a group in bulk
+UPDATEs: 'sent', 'deferred' along the retry schedule, 'failed' past
+`give_up_after`, 'bounced' with a `bounces` row; a recipient whose delivery
+ended differently from the rest of its batch is first given a row of its
+own. `recover` requeues what a dead process left
 'sending'; `queue_report` is what `listserv queue` shows. Writes
 `deliveries` (and through `bounces.py`, `bounces` and `members.bounces`);
 reads `bodies` and `forums`. Sends nothing.
@@ -15,12 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from datetime import datetime, timezone
 
 from listserv.bounces import record_bounce
-from listserv.queue import summary
+from listserv.queue import split_off, summary
 from listserv.smtpout import MAILDIR
 
 log = logging.getLogger(__name__)
@@ -66,13 +71,21 @@ class Body:
 
 @dataclass
 class Group:
-    """Rows to hand over in one transaction."""
+    """Rows to hand over in one transaction: `ids` the rows, `recipients` all
+    their recipients, `owners` the row of each recipient (a row may be a batch
+    of several; a row is never spread over two groups)."""
 
     body_id: int
     destination: str
     sender: str
     ids: list[int] = field(default_factory=list)
     recipients: list[str] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+
+    def add(self, row_id: int, recipients: list[str]) -> None:
+        self.ids.append(row_id)
+        self.recipients += recipients
+        self.owners += [row_id] * len(recipients)
 
 
 def _ids(ids) -> str:
@@ -104,15 +117,15 @@ def load_bodies(db, body_ids, known=frozenset()) -> dict[int, Body]:
 
 def claim(db, router: Router, now: float, *, rows: int, batch_size: int, verp: bool = False,
           limits: dict[str, int] | None = None, known=frozenset()):
-    """Mark up to `rows` due rows 'sending', in groups; returns (groups, bodies).
+    """Mark due rows for up to about `rows` recipients 'sending', in groups;
+    returns (groups, bodies).
 
-    `limits` caps the rows per destination; destinations at 0 are skipped in
-    the query itself, so their rows never crowd out the others'. SQLite hands
-    the due rows back already gathered per body, sender and recipient domain
-    (ids and recipients as JSON arrays), so the Python here runs once per
-    gathering, not once per recipient: a claim takes hundreds of rows."""
-    due = ("SELECT id, body_id, recipient, domain, sender FROM deliveries "
-           "WHERE status IN ('queued', 'deferred') AND next_at <= ?")
+    `limits` caps the recipients per destination; destinations at 0 are
+    skipped in the query itself, so their rows never crowd out the others'.
+    SQLite hands the due rows back already gathered per body, sender and
+    recipient domain (ids, sizes and recipients as JSON arrays), so the
+    Python here runs per gathering and per batch row, not per recipient."""
+    due = "SELECT id, size FROM deliveries WHERE status IN ('queued', 'deferred') AND next_at <= ?"
     params: list = [now]
     limits = limits or {}
     excluded = [dest for dest, left in limits.items() if left <= 0]
@@ -120,39 +133,58 @@ def claim(db, router: Router, now: float, *, rows: int, batch_size: int, verp: b
         db.conn.create_function("listserv_destination", 1, router, deterministic=True)
         due += f" AND listserv_destination(domain) NOT IN ({', '.join('?' * len(excluded))})"
         params += excluded
-    found = db.execute(
-        "SELECT body_id, sender, domain, json_group_array(id), json_group_array(recipient) "
-        f"FROM ({due} LIMIT ?) GROUP BY body_id, sender, domain ORDER BY min(id)",
-        params + [rows]).fetchall()
-    if not found:
+    # Due rows in the due index's order, until they add up to `rows` recipients
+    # (a batch row counts its size): only as many are read as are taken.
+    cursor = db.conn.execute(due, params)
+    taken_ids: list[int] = []
+    total = 0
+    while total < rows and (some := cursor.fetchmany(256)):
+        for row_id, size in some:
+            taken_ids.append(row_id)
+            total += size
+            if total >= rows:
+                break
+    cursor.close()
+    if not taken_ids:
         return [], {}
+    found = db.execute(
+        "SELECT body_id, sender, domain, json_group_array(id), json_group_array(size), "
+        "json_group_array(json(coalesce(recipients, json_array(recipient)))) "
+        f"FROM deliveries WHERE id IN {IDS} GROUP BY body_id, sender, domain ORDER BY min(id)",
+        [_ids(taken_ids)]).fetchall()
     bodies = load_bodies(db, {row[0] for row in found}, known)
     chosen: list[Group] = []
     open_groups: dict[tuple, Group] = {}
     taken: Counter = Counter()
-    for body_id, sender, domain, ids, recipients in found:
+    for body_id, sender, domain, ids, sizes, batches in found:
         destination = router(domain)
         left = limits.get(destination, rows) - taken[destination]
         if left <= 0:
             continue
-        ids, recipients = json.loads(ids)[:left], json.loads(recipients)[:left]
-        taken[destination] += len(ids)
+        sizes = json.loads(sizes)
+        cut = bisect_right(list(accumulate(sizes)), left)
+        if cut == 0 and not taken[destination]:
+            cut = 1  # a batch larger than the room left still goes, alone
+        ids, batches = json.loads(ids)[:cut], json.loads(batches)[:cut]
+        taken[destination] += sum(sizes[:cut])
         body = bodies.get(body_id)
         if verp or (body is not None and body.personal):  # one recipient per transaction
-            for row_id, recipient in zip(ids, recipients):
-                chosen.append(Group(body_id, destination, sender, [row_id], [recipient]))
+            for row_id, batch in zip(ids, batches):
+                for recipient in batch[1:]:  # queued as a batch before VERP was set
+                    alone = split_off(db, row_id, recipient)
+                    chosen.append(Group(body_id, destination, sender, [alone], [recipient],
+                                        [alone]))
+                chosen.append(Group(body_id, destination, sender, [row_id], batch[:1],
+                                    [row_id]))
             continue
         key = (body_id, sender, destination, "" if destination == MAILDIR else domain)
         group = open_groups.get(key)
-        start = 0
-        while start < len(ids):
-            if group is None or len(group.ids) >= batch_size:
+        for row_id, batch in zip(ids, batches):
+            if group is None or (group.recipients
+                                 and len(group.recipients) + len(batch) > batch_size):
                 group = open_groups[key] = Group(body_id, destination, sender)
                 chosen.append(group)
-            stop = start + batch_size - len(group.ids)
-            group.ids += ids[start:stop]
-            group.recipients += recipients[start:stop]
-            start = stop
+            group.add(row_id, batch)
     db.execute(f"UPDATE deliveries SET status = 'sending' WHERE id IN {IDS}",
                [_ids(i for group in chosen for i in group.ids)])
     return chosen, bodies
@@ -173,24 +205,39 @@ def release(db, ids) -> int:
                       f"AND id IN {IDS}", [_ids(ids)]).rowcount
 
 
+Target = int | tuple[int, str]  # a row, or one recipient of a batch row, to be split off
+
+
 @dataclass
 class Outcome:
-    """What became of one group: filled by the engine, written by `settle`."""
+    """What became of one group: filled by the engine, written by `settle`.
+
+    Each entry names a row, or a (row, recipient) pair: a recipient of a batch
+    whose delivery ended differently from the rest, which `settle` first gives
+    a row of its own. `sent` names whole rows; `recipients` counts who they
+    are for."""
 
     forum_id: int | None = None
     sent: list[int] = field(default_factory=list)
-    deferred: dict[str, list[int]] = field(default_factory=dict)  # error -> ids
-    bounced: list[tuple[int, str, int, str]] = field(default_factory=list)
-    failed: dict[str, list[int]] = field(default_factory=dict)  # reason -> ids
+    recipients: int = 0  # of the rows in `sent`
+    deferred: dict[str, list[Target]] = field(default_factory=dict)  # error -> targets
+    bounced: list[tuple[Target, str, int, str]] = field(default_factory=list)
+    failed: dict[str, list[Target]] = field(default_factory=dict)  # reason -> targets
     internal: bool = False  # deferred for a reason of the message's own
     postponed: tuple[list[int], float, str] | None = None  # ids, until, why (no try counted)
     down: tuple[str, float, str] | None = None  # destination, until, why
 
     def size(self) -> int:
-        """How many rows this outcome settles."""
+        """How many rows and split-off recipients this outcome settles."""
         return (len(self.sent) + sum(map(len, self.deferred.values())) + len(self.bounced)
                 + sum(map(len, self.failed.values()))
                 + (len(self.postponed[0]) if self.postponed else 0))
+
+    def splits(self) -> bool:
+        """Whether some batch row's recipients part ways here."""
+        return any(isinstance(target, tuple) for targets in
+                   (*self.deferred.values(), *self.failed.values(),
+                    [entry[0] for entry in self.bounced]) for target in targets)
 
     def defer(self, ids, error: str) -> None:
         self.deferred.setdefault(error, []).extend(ids)
@@ -222,13 +269,34 @@ def _duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def _own_rows(db, outcome: Outcome) -> Outcome:
+    """The outcome with every (row, recipient) entry turned into a row of that
+    recipient's own, split off its batch."""
+    def row(target: Target) -> int:
+        if isinstance(target, int):
+            return target
+        row_id, recipient = target
+        alone = split_off(db, row_id, recipient)
+        return row_id if alone is None else alone
+    return replace(
+        outcome,
+        deferred={error: [row(t) for t in targets] for error, targets in outcome.deferred.items()},
+        failed={reason: [row(t) for t in targets] for reason, targets in outcome.failed.items()},
+        bounced=[(row(t), recipient, code, detail)
+                 for t, recipient, code, detail in outcome.bounced])
+
+
 def settle(db, outcome: Outcome, now: float, policy: Policy) -> Counter:
-    """Write what became of a group, in bulk; returns counts per final status."""
+    """Write what became of a group, in bulk; returns counts per final status
+    (in recipients)."""
     counts: Counter = Counter()
+    if outcome.splits():
+        outcome = _own_rows(db, outcome)
     if outcome.sent:
-        counts["sent"] += db.execute(
+        db.execute(
             f"UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
-            f"last_error = '' WHERE id IN {IDS}", [now, _ids(outcome.sent)]).rowcount
+            f"last_error = '' WHERE id IN {IDS}", [now, _ids(outcome.sent)])
+        counts["sent"] += outcome.recipients
     late = now - policy.give_up
     tries = INTERNAL_TRIES if outcome.internal else 1 << 30  # its own fault: a few tries
     for error, ids in outcome.deferred.items():
@@ -254,9 +322,9 @@ def settle(db, outcome: Outcome, now: float, policy: Policy) -> Counter:
             params.append(destination)
         _postpone(db, where, params, late, until, why, policy)
     for reason, ids in outcome.failed.items():
-        counts["failed"] += db.execute(
-            f"UPDATE deliveries SET status = 'failed', attempts = attempts + 1, "
-            f"last_error = ? WHERE id IN {IDS}", [reason[:300], _ids(ids)]).rowcount
+        db.execute(f"UPDATE deliveries SET status = 'failed', attempts = attempts + 1, "
+                   f"last_error = ? WHERE id IN {IDS}", [reason[:300], _ids(ids)])
+        _count_settled(db, ids, counts)
     for delivery_id, recipient, code, detail in outcome.bounced:
         db.execute("UPDATE deliveries SET status = 'bounced', attempts = attempts + 1, "
                    "last_error = ? WHERE id = ?", [detail[:300], delivery_id])
@@ -270,15 +338,20 @@ def settle_all(db, outcomes: list[Outcome], now: float, policy: Policy) -> Count
     UPDATE. An outcome whose writing fails (a bounce that cannot be recorded,
     say) is logged and left 'sending' for the next start; the others stand."""
     counts: Counter = Counter()
-    sent = [row for outcome in outcomes for row in outcome.sent]
+    # An outcome that splits a batch is written whole in its savepoint below:
+    # its sent rows must not stand if giving the others their rows fails.
+    whole = [outcome for outcome in outcomes if outcome.splits()]
+    simple = [outcome for outcome in outcomes if not outcome.splits()]
+    sent = [row for outcome in simple for row in outcome.sent]
     if sent:
-        counts["sent"] += db.execute(
+        db.execute(
             f"UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
-            f"last_error = '' WHERE id IN {IDS}", [now, _ids(sent)]).rowcount
-    for outcome in outcomes:
+            f"last_error = '' WHERE id IN {IDS}", [now, _ids(sent)])
+        counts["sent"] += sum(outcome.recipients for outcome in simple)
+    for outcome in simple + whole:
         if outcome.size() == len(outcome.sent) and not outcome.down:
             continue
-        rest = replace(outcome, sent=[])
+        rest = outcome if outcome.splits() else replace(outcome, sent=[], recipients=0)
         db.execute("SAVEPOINT outcome")
         try:
             counts.update(settle(db, rest, now, policy))
@@ -300,7 +373,7 @@ def _postpone(db, where: str, params: list, late: float, until: float, why: str,
 
 
 def _count_settled(db, ids, counts: Counter) -> None:
-    for status, number in db.execute(f"SELECT status, count(*) FROM deliveries "
+    for status, number in db.execute(f"SELECT status, sum(size) FROM deliveries "
                                      f"WHERE id IN {IDS} GROUP BY status", [_ids(ids)]):
         counts[status] += number
 
@@ -316,7 +389,7 @@ def queue_report(db, now) -> dict:
         row["next_try"] = datetime.fromtimestamp(row["next_at"], timezone.utc).isoformat()
     domains: dict[str, dict] = {}
     for domain, status, number in db.execute(
-            "SELECT domain, status, count(*) FROM deliveries WHERE status IN "
+            "SELECT domain, status, sum(size) FROM deliveries WHERE status IN "
             "('queued', 'sending', 'deferred', 'failed', 'bounced') GROUP BY domain, status"):
         domains.setdefault(domain, {"domain": domain})[status] = number
     report["domains"] = sorted(domains.values(), key=lambda d: (

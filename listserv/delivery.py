@@ -218,8 +218,8 @@ class Engine:
         taken = 0
         for group in groups:
             self.ready.append(group)
-            self.claimed[group.destination] += len(group.ids)
-            taken += len(group.ids)
+            self.claimed[group.destination] += len(group.recipients)
+            taken += len(group.recipients)
         self.pending += taken
         if taken >= room:
             self.again = True  # there may be more right away
@@ -247,8 +247,8 @@ class Engine:
     def _finished(self, task: asyncio.Task) -> None:
         group = self.running.pop(task)
         self.inflight[group.destination] -= 1
-        self.claimed[group.destination] -= len(group.ids)
-        self.pending -= len(group.ids)
+        self.claimed[group.destination] -= len(group.recipients)
+        self.pending -= len(group.recipients)
         self.again = True
         self.changed.set()
 
@@ -349,15 +349,15 @@ class Engine:
         if body is None or body.raw is None:
             outcome.fail(group.ids, "the stored message is missing or not a message")
             return outcome
-        pairs = []
-        for row_id, recipient in zip(group.ids, group.recipients):
+        ended: dict[str, tuple] = {}  # recipient -> how it ended, when not sent
+        recipients = []
+        for recipient in group.recipients:
             if _sendable(recipient):
-                pairs.append((row_id, recipient))
+                recipients.append(recipient)
             else:
-                outcome.fail([row_id], f"'{recipient[:100]}' cannot be used as an address")
-        if not pairs:
-            return outcome
-        recipients = [recipient for _, recipient in pairs]
+                ended[recipient] = ("fail", f"'{recipient[:100]}' cannot be used as an address")
+        if not recipients:
+            return _by_row(group, ended, outcome)
         sender = group.sender
         if self.verp:
             sender = verp_sender(sender, recipients[0], self.domain)
@@ -370,34 +370,35 @@ class Engine:
                 await asyncio.to_thread(write_outbox, self.site.outbox, prefix + body.raw,
                                         sender, recipients)
             except OSError as error:
-                outcome.defer([i for i, _ in pairs], f"cannot write the outbox: {error}")
-            else:
-                outcome.sent = [i for i, _ in pairs]
-            return outcome
+                ended.update((r, ("defer", f"cannot write the outbox: {error}"))
+                             for r in recipients)
+            return _by_row(group, ended, outcome)
         try:
             handover = await self.handover.transact(
                 group.destination, self.cap(group.destination), sender, recipients,
                 group.body_id, prefix, body.raw)
         except Skipped as error:  # its destination failed just now: wait with it
             until = self.down.get(group.destination, (now + self.policy.retry[0], ""))[0]
-            outcome.postponed = ([i for i, _ in pairs], until, str(error))
+            outcome.postponed = (group.ids, until, str(error))  # untried: all wait
             return outcome
         except Unavailable as error:
             self._mark_down(group.destination, str(error), outcome)
-            outcome.defer([i for i, _ in pairs], str(error))
-            return outcome
+            ended.update((r, ("defer", str(error))) for r in recipients)
+            return _by_row(group, ended, outcome)
         self.reached.add(group.destination)
         if handover.unavailable:
             self._mark_down(group.destination, handover.unavailable, outcome)
-        index = dict((recipient, row_id) for row_id, recipient in pairs)
-        outcome.sent = [index[r] for r in handover.sent]
         for recipient, error in handover.temporary.items():
-            outcome.defer([index[recipient]], error)
+            ended[recipient] = ("defer", error)
         for recipient, (code, text) in handover.permanent.items():
-            outcome.bounced.append((index[recipient], recipient, code, text))
+            ended[recipient] = ("bounce", code, text)
         for recipient, reason in handover.failed.items():
-            outcome.fail([index[recipient]], reason)
-        return outcome
+            ended[recipient] = ("fail", reason)
+        if len(handover.sent) + len(ended) != len(group.recipients):  # never, but if so:
+            sent = set(handover.sent)  # a recipient nobody answered for is tried again
+            ended.update((r, ("defer", "no reply for this recipient")) for r in recipients
+                         if r not in sent and r not in ended)
+        return _by_row(group, ended, outcome)
 
     def _mark_down(self, destination: str, why: str, outcome: Outcome) -> None:
         """Leave a failing destination alone until its first retry is due; its
@@ -428,6 +429,48 @@ class Engine:
         while self.body_bytes > BODY_CACHE_BYTES and len(self.bodies) > 1:
             _, old = self.bodies.popitem(last=False)
             self.body_bytes -= len(old.raw or b"")
+
+
+def _by_row(group: Group, ended: dict[str, tuple], outcome: Outcome) -> Outcome:
+    """Fill `outcome` from how each recipient's delivery ended (`ended`; the
+    others were sent). A row's recipients that ended alike stay on the row (the
+    sent ones, when there are any); each of the others is named with its row,
+    to be split off into a row of its own. A bounce is always a row's own."""
+    if not ended:  # the common case: every row sent whole
+        outcome.sent += group.ids
+        outcome.recipients += len(group.recipients)
+        return outcome
+    rows: dict[int, list[str]] = {}
+    for row_id, recipient in zip(group.owners, group.recipients):
+        rows.setdefault(row_id, []).append(recipient)
+    for row_id, recipients in rows.items():
+        alike: dict[tuple, list[str]] = {}
+        for recipient in recipients:
+            alike.setdefault(ended.get(recipient, ("sent",)), []).append(recipient)
+        if ("sent",) in alike:
+            keep = ("sent",)
+        else:
+            kinds = [kind for kind in alike if kind[0] != "bounce"]
+            keep = max(kinds, key=lambda kind: len(alike[kind])) if kinds else None
+        if keep is None:  # every recipient bounced: the row stays with its first
+            keep = ended[recipients[0]]
+        for kind, members in alike.items():
+            if kind == keep and kind[0] != "bounce":
+                entries = [(row_id, None)]  # they stay on the row
+            elif kind == keep:  # a bounce is recorded against a row of one
+                entries = [(row_id, members[0])] + [((row_id, r), r) for r in members[1:]]
+            else:
+                entries = [((row_id, r), r) for r in members]
+            if kind[0] == "sent":
+                outcome.sent.append(row_id)
+                outcome.recipients += len(members)
+            elif kind[0] == "defer":
+                outcome.defer([target for target, _ in entries], kind[1])
+            elif kind[0] == "fail":
+                outcome.fail([target for target, _ in entries], kind[1])
+            else:
+                outcome.bounced += [(target, r, kind[1], kind[2]) for target, r in entries]
+    return outcome
 
 
 _PLAIN = re.compile(r"[^@<>\s\x00-\x1f\x7f]+@[^@<>\s\x00-\x1f\x7f]+")

@@ -231,14 +231,17 @@ def lowband_message(text: str, forum: dict, domain: str, message_id: str, part: 
 
 
 def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, budget: int,
-                    personal: bool, now: datetime) -> int:
-    """Store the copies and queue them to every `each` member; returns rows queued."""
+                    personal: bool, now: datetime, batch: int = 1) -> int:
+    """Store the copies and queue them to every `each` member, in rows of up to
+    `batch` members of one domain (1 for personal copies); returns the
+    recipients queued."""
+    batch = 1 if personal else batch
     sender = forum_addresses(forum["slug"], domain)["bounces"]
     ref = f"post:{post['id']}"
     copy = render_post(raw, forum, domain, personal, post["header_id"])
     body_id = queue.store_body(db, ref, copy, now, forum["id"], personal)
     queued = queue.enqueue_members(db, ref, body_id, sender, now, forum_id=forum["id"],
-                                   mode="each", profile="email")
+                                   mode="each", profile="email", batch=batch)
     has_lowband = db.execute("SELECT 1 FROM members WHERE forum_id = ? AND mode = 'each' "
                              "AND profile = 'lowband' LIMIT 1", [forum["id"]]).fetchone()
     if has_lowband:
@@ -249,7 +252,7 @@ def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, bud
             part_id = queue.store_body(db, part_ref, data, now, forum["id"])
             queued += queue.enqueue_members(db, part_ref, part_id, sender, now,
                                             forum_id=forum["id"], mode="each",
-                                            profile="lowband")
+                                            profile="lowband", batch=batch)
     db.execute("UPDATE posts SET status = 'distributed', distributed_at = ? WHERE id = ?",
                [now.isoformat(), post["id"]])
     db.execute("UPDATE members SET posts = posts + 1 WHERE forum_id = ? AND address = ?",

@@ -282,8 +282,10 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
         try:
             with db.atomic():
                 distribute_post(db, post, forum, raw, domain=settings.domain,
-                                        budget=settings.delivery.lowband_budget,
-                                        personal=bool(settings.web.url), now=now)
+                                budget=settings.delivery.lowband_budget,
+                                personal=bool(settings.web.url), now=now,
+                                batch=1 if settings.delivery.verp
+                                else settings.delivery.batch_size)
         except MessageError as error:
             _set_aside_unrenderable(db, post, error, now)
         except Exception as error:  # not foreseen: retry a few times, then set aside

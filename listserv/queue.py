@@ -1,15 +1,21 @@
 """The outbound queue's front door: rendered bodies and the rows that send them.
 
 Every message the site sends goes through here: its bytes are stored once in
-`bodies`, and one `deliveries` row per recipient says who still needs it.
-A row's key is (ref, recipient): `ref` names the logical send ("post:17",
-"reply:42"), so queuing the same send twice reaches no one twice. Writes
-`bodies` and `deliveries`; the delivery workers in `delivery.py` move the
-rows on (queued -> sending -> sent / deferred / bounced / failed).
+`bodies`, and `deliveries` rows say who still needs it: one per recipient,
+or, for a post's copies to a forum's members, one per batch (the members of
+one domain that go in one SMTP transaction, `recipients` as a JSON array),
+so a fan-out writes a row per transaction rather than per member. A row's
+key is (ref, recipient) (a batch's first recipient): `ref` names the logical
+send ("post:17", "reply:42"), so queuing the same send twice reaches no one
+twice. `split_off` gives one recipient of a batch a row of its own, when its
+delivery ends differently from the rest. Writes `bodies` and `deliveries`;
+the delivery workers in `delivery.py` move the rows on (queued -> sending ->
+sent / deferred / bounced / failed).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -34,6 +40,11 @@ def enqueue(db, ref: str, body_id: int, recipients: Iterable[str], sender: str,
             now: datetime) -> int:
     """Queue `body_id` to each recipient once; returns how many rows are new."""
     stamp = now.timestamp()
+    recipients = list(recipients)
+    if db.execute("SELECT 1 FROM deliveries WHERE ref = ? AND recipients IS NOT NULL LIMIT 1",
+                  [ref]).fetchone():  # queued in batches before: nobody in them again
+        queued = set(_recipients_of(db, ref))
+        recipients = [r for r in recipients if r not in queued]
     rows = [(ref, body_id, r, domain_of(r), sender, stamp, stamp) for r in recipients]
     before = db.conn.total_changes
     db.conn.executemany(
@@ -43,18 +54,68 @@ def enqueue(db, ref: str, body_id: int, recipients: Iterable[str], sender: str,
 
 
 def enqueue_members(db, ref: str, body_id: int, sender: str, now: datetime, *,
-                    forum_id: int, mode: str, profile: str, exclude: str = "") -> int:
+                    forum_id: int, mode: str, profile: str, exclude: str = "",
+                    batch: int = 1) -> int:
     """Queue a body to every member of a forum with `mode` and `profile`, in
-    one statement inside SQLite: no member list is held in memory."""
+    one statement inside SQLite: no member list is held in memory. With
+    `batch` over 1, the members of each domain go in rows of up to `batch`
+    (one SMTP transaction each). Returns how many recipients are newly queued."""
     stamp = now.timestamp()
-    before = db.conn.total_changes
+    members = "FROM members WHERE forum_id = ? AND mode = ? AND profile = ? AND address != ?"
+    params = [forum_id, mode, profile, exclude]
+    before = _queued_for(db, ref)
+    if before:  # queued before (the members may have changed since): the others only
+        members += f" AND address NOT IN ({_QUEUED})"
+        params.append(ref)
+    if batch <= 1:
+        return enqueue_select(db, ref, body_id, sender, now, f"SELECT address, domain {members}",
+                              params)
     db.execute(
         "INSERT OR IGNORE INTO deliveries (ref, body_id, recipient, domain, sender, next_at, "
-        "created_at) SELECT ?, ?, address, domain, ?, ?, ? FROM members "
-        "WHERE forum_id = ? AND mode = ? AND profile = ? AND address != ? "
-        "ORDER BY domain, address",
-        [ref, body_id, sender, stamp, stamp, forum_id, mode, profile, exclude])
-    return db.conn.total_changes - before
+        "created_at, recipients, size) "
+        "SELECT ?, ?, min(address), domain, ?, ?, ?, "
+        "CASE WHEN count(*) > 1 THEN json_group_array(address) END, count(*) "
+        "FROM (SELECT address, domain, (row_number() OVER (PARTITION BY domain "
+        f"ORDER BY address) - 1) / ? AS part {members} ORDER BY domain, address) "
+        "GROUP BY domain, part ORDER BY domain, part",
+        [ref, body_id, sender, stamp, stamp, batch, *params])
+    return _queued_for(db, ref) - before
+
+
+def _queued_for(db, ref: str) -> int:
+    return db.execute("SELECT coalesce(sum(size), 0) FROM deliveries WHERE ref = ?",
+                      [ref]).fetchone()[0]
+
+
+# Everyone queued for a send, in batches or alone.
+_QUEUED = ("SELECT value FROM deliveries d, json_each(coalesce(d.recipients, "
+           "json_array(d.recipient))) WHERE d.ref = ?")
+
+
+def _recipients_of(db, ref: str) -> list[str]:
+    return [row[0] for row in db.execute(_QUEUED, [ref])]
+
+
+def split_off(db, row_id: int, recipient: str) -> int | None:
+    """Give `recipient` of the batch in row `row_id` a row of its own (a copy of
+    the batch's, for that recipient alone); returns the new row's id. The
+    batch keeps the others. None when the row is not a batch that names
+    `recipient` (the caller then means the row itself)."""
+    found = db.execute("SELECT recipients FROM deliveries WHERE id = ?", [row_id]).fetchone()
+    if found is None or found[0] is None:
+        return None
+    batch = json.loads(found[0])
+    if recipient not in batch or len(batch) < 2:
+        return None
+    batch.remove(recipient)
+    # The batch's key moves to one it keeps before the new row takes the recipient.
+    db.execute("UPDATE deliveries SET recipient = ?, size = ?, recipients = ? WHERE id = ?",
+               [min(batch), len(batch), json.dumps(batch) if len(batch) > 1 else None, row_id])
+    return db.execute(
+        "INSERT INTO deliveries (ref, body_id, recipient, domain, sender, status, attempts, "
+        "next_at, created_at, sent_at, last_error) SELECT ref, body_id, ?, domain, sender, "
+        "status, attempts, next_at, created_at, sent_at, last_error FROM deliveries "
+        "WHERE id = ?", [recipient, row_id]).lastrowid
 
 
 def enqueue_select(db, ref: str, body_id: int, sender: str, now: datetime, select: str,
@@ -86,15 +147,15 @@ def summary(db, now: float | None = None) -> dict:
     """Counts by status, the oldest waiting row, and the latest failures."""
     now = time.time() if now is None else now
     counts = {status: 0 for status in STATUSES}
-    for status, number in db.execute("SELECT status, count(*) FROM deliveries GROUP BY status"):
+    for status, number in db.execute("SELECT status, sum(size) FROM deliveries GROUP BY status"):
         counts[status] = number
     oldest = db.execute("SELECT min(created_at) FROM deliveries "
                         "WHERE status IN ('queued', 'deferred', 'sending')").fetchone()[0]
     failed = list(db.query(
-        "SELECT id, ref, recipient, status, attempts, last_error FROM deliveries "
+        "SELECT id, ref, recipient, size, status, attempts, last_error FROM deliveries "
         "WHERE status IN ('failed', 'bounced') ORDER BY id DESC LIMIT 20"))
     deferred = list(db.query(
-        "SELECT id, ref, recipient, attempts, next_at, last_error FROM deliveries "
+        "SELECT id, ref, recipient, size, attempts, next_at, last_error FROM deliveries "
         "WHERE status = 'deferred' ORDER BY next_at LIMIT 20"))
     return {"counts": counts,
             "oldest_waiting_seconds": round(now - oldest, 1) if oldest else None,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from listserv import forums, members
 from listserv.bounces import handle_bounce_message, read_verp, record_bounce, verp_sender
 from listserv.delivery import deliver_pending
-from listserv.queue import queue_message
+from listserv.queue import enqueue_members, queue_message, store_body
 
 MAIL = Path(__file__).parent / "mail"
 DOMAIN = "lists.example.org"
@@ -72,7 +73,35 @@ def test_a_dsn_to_forum_bounces_is_recorded_against_the_delivery_and_the_member(
     assert member_bounces(site) == {"ana@example.org": 0, "ben@example.org": 1}
 
 
-def test_a_dsn_without_the_forum_named_is_counted_on_the_members_only_forum(site, now):
+def test_a_dsn_about_one_member_of_a_batch_splits_that_member_off_the_batch(site, sink, now):
+    addresses = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    forum = peace(site, now, *addresses)
+
+    def work(db):
+        body_id = store_body(db, "post:1", BODY, now, forum["id"])
+        return enqueue_members(db, "post:1", body_id, f"peace-bounces@{DOMAIN}", now,
+                               forum_id=forum["id"], mode="each", profile="email", batch=100)
+    assert site.write_now(work) == 3
+    assert site.db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 1  # one batch
+    deliver_pending(site, now)
+    assert sorted(sink.recipients()) == addresses
+    raw = (MAIL / "bounce-user-unknown.eml").read_bytes()  # about ben
+    assert handle(site, raw, "", now, "peace") == ["ben@example.org"]
+    (bounce,) = site.db.query("SELECT * FROM bounces")
+    rows = list(site.db.query("SELECT id, recipient, recipients, size, status FROM deliveries "
+                              "ORDER BY id"))
+    assert [(r["recipient"], r["size"], r["status"]) for r in rows] == [
+        ("ana@example.org", 2, "sent"), ("ben@example.org", 1, "bounced")]
+    assert sorted(json.loads(rows[0]["recipients"])) == ["ana@example.org", "cleo@example.org"]
+    assert bounce["delivery_id"] == rows[1]["id"]
+    assert member_bounces(site) == {"ana@example.org": 0, "ben@example.org": 1,
+                                    "cleo@example.org": 0}
+    assert sorted(site.db.execute("SELECT recipient, status FROM delivery_recipients")) == [
+        ("ana@example.org", "sent"), ("ben@example.org", "bounced"),
+        ("cleo@example.org", "sent")]
+
+
+def test_a_dsn_without_the_forum_named_is_counted_on_the_addressesonly_forum(site, now):
     peace(site, now, "ben@example.org")
     raw = (MAIL / "bounce-user-unknown.eml").read_bytes()
     assert handle(site, raw, "", now) == ["ben@example.org"]

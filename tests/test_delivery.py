@@ -17,7 +17,7 @@ from listserv import forums, members
 from listserv.delivery import deliver_pending, personal_headers, queue_report, recover, \
     run_delivery
 from listserv.deliveries import Router, claim
-from listserv.queue import enqueue, queue_message, store_body
+from listserv.queue import enqueue, enqueue_members, queue_message, store_body
 from listserv.site import Site
 from listserv.tokens import read_link, short_mac
 
@@ -90,6 +90,125 @@ def test_connections_are_reused_and_one_the_server_dropped_is_replaced(tmp_path,
     assert deliver_pending(site, now)["sent"] == 4
     assert len(sink.caught) == 4
     assert sorted(mails.values()) == [2, 3]  # 2 sent on the first connection, 2 on a new one
+
+
+def fan_out(site, now, forum, batch: int, ref: str = "post:1") -> int:
+    """Queue BODY to the forum's members as a post's fan-out does: batch rows."""
+    def work(db):
+        body_id = store_body(db, ref, BODY, now, forum["id"])
+        return enqueue_members(db, ref, body_id, SENDER, now, forum_id=forum["id"],
+                               mode="each", profile="email", batch=batch)
+    return site.write_now(work)
+
+
+def recipient_rows(site) -> dict[str, tuple]:
+    """(row id, status, attempts) per recipient, batch rows spelled out."""
+    return {row["recipient"]: (row["id"], row["status"], row["attempts"])
+            for row in site.db.query("SELECT * FROM delivery_recipients")}
+
+
+def test_a_fan_out_writes_a_row_per_transaction_and_reaches_each_member_once(tmp_path, sink,
+                                                                             now):
+    site = Site(write_site(tmp_path / "site", sink.port, extra="batch_size = 3\n"))
+    addresses = [f"m{n}@example.org" for n in range(7)] + ["x@other.org", "y@other.org"]
+    forum = make_forum(site, now, *addresses)
+    assert fan_out(site, now, forum, batch=3) == 9
+    assert fan_out(site, now, forum, batch=3) == 0  # the same send again: nobody twice
+    assert site.write_now(enqueue, "post:1", 1, ["m4@example.org"], SENDER, now) == 0
+    batches = list(site.db.query("SELECT domain, size, recipients FROM deliveries "
+                                 "ORDER BY domain, recipient"))
+    assert [(b["domain"], b["size"]) for b in batches] == [
+        ("example.org", 3), ("example.org", 3), ("example.org", 1), ("other.org", 2)]
+    assert sorted(a for b in batches if b["recipients"] for a in json.loads(b["recipients"])) \
+        == sorted(addresses[:6] + addresses[7:])
+    report = queue_report(site.db, now)  # counted in recipients, not rows
+    assert (report["counts"]["queued"], report["pending"]) == (9, 9)
+    assert {d["domain"]: d["queued"] for d in report["domains"]} == {"example.org": 7,
+                                                                     "other.org": 2}
+    assert deliver_pending(site, now) == {"sent": 9, "deferred": 0, "bounced": 0, "failed": 0}
+    assert sorted(sink.recipients()) == sorted(addresses)
+    assert sorted(len(caught.rcpt_tos) for caught in sink.caught) == [1, 2, 3, 3]
+    assert {status for _, status, _ in recipient_rows(site).values()} == {"sent"}
+    assert deliver_pending(site, now + timedelta(hours=1))["sent"] == 0
+    assert queue_report(site.db, now)["counts"]["sent"] == 9
+
+
+def test_queuing_a_fan_out_again_after_a_member_joined_reaches_only_the_newcomer(site, now):
+    addresses = [f"m{n}@example.org" for n in range(5)]
+    forum = make_forum(site, now, *addresses)
+    assert fan_out(site, now, forum, batch=2) == 5
+    members.add(site.db, "peace", "a0@example.org", now=now, languages=("en",))  # sorts first
+    assert fan_out(site, now, forum, batch=2) == 1
+    assert sorted(r[0] for r in site.db.execute("SELECT recipient FROM delivery_recipients")) \
+        == sorted(addresses + ["a0@example.org"])
+
+
+def test_a_batch_member_refused_for_now_or_for_good_gets_a_row_of_their_own(site, sink, now):
+    addresses = ["ana@example.org", "ben@example.org", "cleo@example.org", "dan@example.org"]
+    forum = make_forum(site, now, *addresses)
+    answers = {"ben@example.org": "550 5.1.1 no such user",
+               "dan@example.org": "450 4.2.1 try again later"}
+    sink.handler.answer = lambda rcpt: answers.get(rcpt)
+    fan_out(site, now, forum, batch=100)
+    (batch_id,) = [r[0] for r in site.db.execute("SELECT id FROM deliveries")]
+    assert deliver_pending(site, now) == {"sent": 2, "deferred": 1, "bounced": 1, "failed": 0}
+    found = recipient_rows(site)
+    assert found["ana@example.org"] == found["cleo@example.org"] == (batch_id, "sent", 1)
+    assert found["ben@example.org"][1:] == ("bounced", 1)
+    assert found["dan@example.org"][1:] == ("deferred", 1)
+    assert len({found[a][0] for a in addresses}) == 3  # the batch, and one row each
+    (bounce,) = site.db.query("SELECT * FROM bounces")
+    assert (bounce["recipient"], bounce["delivery_id"], bounce["forum_id"]) == \
+        ("ben@example.org", found["ben@example.org"][0], forum["id"])
+    answers.clear()
+    assert deliver_pending(site, now + timedelta(seconds=1)) == \
+        {"sent": 1, "deferred": 0, "bounced": 0, "failed": 0}
+    assert sorted(sink.recipients()) == ["ana@example.org", "cleo@example.org",
+                                         "dan@example.org"]  # nobody twice
+    assert recipient_rows(site)["dan@example.org"][1:] == ("sent", 2)
+
+
+def test_a_batch_whose_members_all_bounce_keeps_one_and_splits_the_rest(site, sink, now):
+    addresses = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    forum = make_forum(site, now, *addresses)
+    sink.handler.answer = lambda rcpt: "550 5.1.1 no such user"
+    fan_out(site, now, forum, batch=100)
+    assert deliver_pending(site, now) == {"sent": 0, "deferred": 0, "bounced": 3, "failed": 0}
+    rows_ = list(site.db.query("SELECT id, recipient, size, recipients, status FROM deliveries"))
+    assert sorted((r["recipient"], r["size"], r["recipients"], r["status"]) for r in rows_) == [
+        (a, 1, None, "bounced") for a in addresses]
+    assert sorted((b["recipient"], b["delivery_id"]) for b in site.db.query(
+        "SELECT * FROM bounces")) == sorted((r["recipient"], r["id"]) for r in rows_)
+
+
+def test_an_unusable_address_in_a_batch_fails_alone(site, sink, now):
+    forum = make_forum(site, now, "ana@example.org", "ben@example.org")
+    site.db.execute("INSERT INTO members (forum_id, address, domain, language, joined_at) "
+                    "VALUES (?, 'no\r\nbody@example.org', 'example.org', 'en', ?)",
+                    [forum["id"], now.isoformat()])
+    site.db.conn.commit()
+    fan_out(site, now, forum, batch=100)
+    assert deliver_pending(site, now) == {"sent": 2, "deferred": 0, "bounced": 0, "failed": 1}
+    found = {r["recipient"]: (r["status"], r["last_error"])
+             for r in site.db.query("SELECT * FROM delivery_recipients")}
+    assert found["no\r\nbody@example.org"][0] == "failed"
+    assert "cannot be used as an address" in found["no\r\nbody@example.org"][1]
+    assert sorted(sink.recipients()) == ["ana@example.org", "ben@example.org"]
+
+
+def test_batches_queued_before_verp_was_set_go_one_recipient_each(tmp_path, sink, now):
+    site = Site(write_site(tmp_path / "site", sink.port))
+    forum = make_forum(site, now, "ana@example.org", "ben@example.org", "cleo@example.org")
+    fan_out(site, now, forum, batch=100)
+    site.db.conn.close()
+    verp = Site(write_site(tmp_path / "site", sink.port, extra="verp = true\n"))
+    assert deliver_pending(verp, now)["sent"] == 3
+    assert sorted(len(caught.rcpt_tos) for caught in sink.caught) == [1, 1, 1]
+    assert len({caught.mail_from for caught in sink.caught}) == 3
+    assert sorted((r["recipient"], r["size"], r["status"]) for r in verp.db.query(
+        "SELECT * FROM deliveries")) == [("ana@example.org", 1, "sent"),
+                                         ("ben@example.org", 1, "sent"),
+                                         ("cleo@example.org", 1, "sent")]
 
 
 def test_a_temporary_refusal_is_retried_and_then_delivered(site, sink, now):
