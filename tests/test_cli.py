@@ -461,6 +461,24 @@ def test_queue_shows_counts_and_deferred_deliveries_with_their_error(folder):
     assert "deferred 1" in text and "451 try later" in text and "b@example.net" in text
 
 
+def test_queue_counts_a_batch_row_in_recipients_and_names_how_many_more(folder):
+    for address in ("ana@example.org", "ben@example.org", "cleo@example.org"):
+        ok(folder, "member", "add", "peace", address, "--preconfirmed")
+    site = Site(folder)
+    with site.db.atomic():
+        body_id = queue.store_body(site.db, "post:1", b"Subject: x\r\n\r\nx\r\n", NOW)
+        forum_id = site.db.execute("SELECT id FROM forums WHERE slug = 'peace'").fetchone()[0]
+        assert queue.enqueue_members(site.db, "post:1", body_id, f"peace-bounces@{DOMAIN}", NOW,
+                               forum_id=forum_id, mode="each", profile="email", batch=100) == 3
+        site.db.execute("UPDATE deliveries SET status = 'deferred', attempts = 1, "
+                        "last_error = '451 try later' WHERE ref = 'post:1'")
+    report = json.loads(listserv("queue", "--json", site=folder).stdout)
+    assert report["counts"]["deferred"] == 3
+    assert [(d["recipient"], d["size"]) for d in report["deferred"]] == [("ana@example.org", 3)]
+    text = listserv("queue", site=folder).stdout
+    assert "deferred 3" in text and "ana@example.org +2 more" in text
+
+
 def test_status_shows_forums_holds_queue_and_set_aside_messages(folder):
     ok(folder, "member", "add", "peace", "ana@example.org", "--preconfirmed")
     held_post(folder)
