@@ -191,12 +191,15 @@ def claim(db, router: Router, now: float, *, rows: int, batch_size: int, verp: b
 
 
 def recover(db) -> int:
-    """At start: rows a dead process left 'sending' are queued again."""
-    count = db.execute("UPDATE deliveries SET status = 'queued' "
-                       "WHERE status = 'sending'").rowcount
-    if count:
-        log.warning("%d deliveries were in flight when the server stopped; queued again", count)
-    return count
+    """At start: rows a dead process left 'sending' are queued again; returns
+    how many recipients they are for."""
+    recipients, rows = db.execute("SELECT coalesce(sum(size), 0), count(*) FROM deliveries "
+                                  "WHERE status = 'sending'").fetchone()
+    if rows:
+        db.execute("UPDATE deliveries SET status = 'queued' WHERE status = 'sending'")
+        log.warning("%d deliveries (%d queue rows) were in flight when the server stopped; "
+                    "queued again", recipients, rows)
+    return recipients
 
 
 def release(db, ids) -> int:

@@ -79,7 +79,8 @@ async def run_delivery(site, stop: asyncio.Event, wake: asyncio.Event | None = N
 
 def deliver_pending(site, now=None) -> dict:
     """Send everything due at `now` (a datetime or epoch seconds; default: the
-    clock) once; returns how many rows ended sent, deferred, bounced, failed."""
+    clock) once; returns how many recipients' deliveries ended sent, deferred,
+    bounced, failed."""
     if now is None:
         stamp = time.time()
     else:

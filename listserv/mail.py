@@ -18,7 +18,7 @@ import html as html_module
 import logging
 import re
 from dataclasses import dataclass, field
-from email.header import Header, decode_header, make_header
+from email.header import Header, decode_header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 

@@ -28,7 +28,7 @@ def is_loop(parsed: Parsed, forum: dict, domain: str) -> str:
     """Why this post already went through this forum (or is our own mail), else ''."""
     addresses = forum_addresses(forum["slug"], domain)
     if any(list_id(forum, domain) in value for value in parsed.list_ids):
-        return f"it already carries this forum's List-Id"
+        return "it already carries this forum's List-Id"
     if any(addresses["post"] in value for value in parsed.loops):
         return "it already carries this forum's loop header"
     if parsed.sender and parsed.sender[1].endswith("@" + domain):

@@ -63,7 +63,7 @@ def test_digest_members_get_a_mime_digest_or_rfc_1153_text_when_enough_posts_wai
 
 def test_each_post_goes_into_exactly_one_digest_on_the_forums_schedule(site, now):
     db = site.db
-    forum = forums.create(db, "peace", title="Peace", path="thematic", now=now,
+    forums.create(db, "peace", title="Peace", path="thematic", now=now,
                           digest="daily")
     members.add(db, "peace", "ana@example.org", now=now, languages=("en",), mode="each")
     members.add(db, "peace", "dora@example.org", now=now, languages=("en",), mode="digest")
