@@ -6,8 +6,10 @@ rest of the mail flows. A full disk (a file-size limit on the server
 process, so writes fail with EFBIG) gets a temporary 451 at DATA, never a
 250 for a message that is not on disk, and ends the transaction so the
 client may go on; after a restart without the limit every message that got
-250 is there and mail flows again. Over LMTP the 451 comes once per
-recipient, as LMTP's replies to DATA do.
+250 is there and mail flows again. When the space comes back while the
+server runs, what it could not record meanwhile is recorded then, and
+nobody gets a copy twice. Over LMTP the 451 comes once per recipient, as
+LMTP's replies to DATA do.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import json
 import logging
 import os
 import re
+import resource
 import signal
 import smtplib
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -172,11 +176,12 @@ def test_a_stage_that_keeps_failing_logs_one_traceback_then_a_line_now_and_then(
 # Started through a small Python wrapper rather than Popen's preexec_fn (not safe
 # while the test process runs the sink's thread): it ignores SIGXFSZ, so a write
 # past the limit fails with EFBIG instead of killing the server, lowers the
-# file-size limit, and execs `listserv serve`. Both survive exec.
+# file-size limit (the soft one: the hard one stays, so a test can lift it
+# again, as when space is freed), and execs `listserv serve`. Both survive exec.
 LIMITED = ("import os, resource, signal, sys\n"
            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
            "limit = int(sys.argv[1])\n"
-           "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+           "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))\n"
            "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n")
 
 
@@ -283,6 +288,71 @@ def test_a_full_disk_answers_451_never_250_and_no_message_that_got_250_is_lost(
         server.stop()
     assert query(site, "SELECT status, count(*) FROM messages GROUP BY status") == \
         [("done", len(accepted) + 1)]
+
+
+def test_when_the_disk_has_room_again_the_running_server_carries_on_and_sends_no_one_twice(
+        tmp_path, sink):
+    """No restart: the disk fills while a post's copies are being handed over, so
+    what came of them cannot be written; then the space comes back. The
+    outcomes are written then (not left for a restart, which would send the
+    copies again), the post that got 451 meanwhile is accepted when it comes
+    again, every member gets every post once, and the stages that failed say
+    they work again. The disk is the running server's file-size limit, set
+    and lifted with prlimit; its output goes to a pipe, which no limit stops."""
+    site = make_site(tmp_path, sink)
+    addresses = ["ben@example.net", "cleo@example.org", "dan@example.org"]
+    add_forums(site, {"peace": addresses})
+    handing_over = threading.Event()
+    sink.handler.answer = lambda rcpt: handing_over.set()  # accepts: returns None
+    sink.handler.delay = 1.0  # each DATA: time to fill the disk before its reply
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", LIMITED, str(1 << 30), "-m", "listserv", "--site", str(site),
+         "serve", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(
+        line.decode(errors="replace") for line in process.stdout), daemon=True)
+    reader.start()
+    output = lambda: "".join(lines)  # noqa: E731
+    try:
+        wait_for_port(port, process=process)
+        send_mail(port, "ana@example.org", [f"peace@{DOMAIN}"], numbered(0))
+        assert handing_over.wait(20), "the post was not handed over"
+        # From now on no file can be written past its first byte: a full disk.
+        resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+        wait_until(lambda: "could not record the outcome" in output(), 20,
+                   "an outcome that cannot be written")
+        try:
+            send_mail(port, "ana@example.org", [f"peace@{DOMAIN}"], numbered(1))
+            raise AssertionError("a 250 on a full disk")
+        except smtplib.SMTPDataError as error:
+            assert error.smtp_code == 451, error
+        sink.handler.delay = 0
+        resource.prlimit(process.pid, resource.RLIMIT_FSIZE,  # space again
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        send_mail(port, "ana@example.org", [f"peace@{DOMAIN}"], numbered(1))  # sent again
+        everything = ["<report-0@example.org>", "<report-1@example.org>"]
+        for member in addresses:
+            sink.wait_for(lambda s: set(everything) <= {m["Message-ID"] for m in
+                                                        s.messages_to(member)},
+                          30, f"both posts to reach {member}")
+        # Written while running: no row waits for a restart to be queued again.
+        wait_until(lambda: query(site, "SELECT DISTINCT status FROM deliveries") ==
+                   [("sent",)], 20, "every delivery to be recorded as sent")
+        assert process.poll() is None, "the server stopped"
+    finally:
+        stop(process)
+        reader.join(10)
+    assert "trying again in" in output()  # the outcome's write was retried, not given up
+    for member in addresses:
+        assert sorted(m["Message-ID"] for m in sink.messages_to(member)) == everything
+    assert query(site, "SELECT status, count(*) FROM messages GROUP BY status") == \
+        [("done", 2)]
+    failed_stages = set(re.findall(r"listserv\.serve: (\w+) failed; retrying", output()))
+    again = set(re.findall(r"listserv\.serve: (\w+) works again after", output()))
+    assert failed_stages == again, output()[-3000:]  # each stage that failed recovered
 
 
 def test_over_lmtp_a_message_that_cannot_be_stored_gets_a_451_for_each_recipient(
