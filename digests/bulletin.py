@@ -30,7 +30,7 @@ from listserv.commands import Command, parse_commands, subscribe_options
 from listserv.distribution import list_headers
 from listserv.errors import TokenError
 from listserv.mail import text_body
-from listserv.queue import enqueue_select, queue_message, store_body
+from listserv.queue import batch_size, enqueue_select, queue_message, store_body
 from listserv.tokens import issue_token, peek_token, use_token
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def send_issue(db, site, payload: dict, now: datetime,
             ref = publications.delivery_ref(key, part)
             body_id = store_body(db, ref, raw, now)
             queued += enqueue_select(db, ref, body_id, envelope, now, select,
-                                     [language, profile])
+                                     [language, profile], batch=batch_size(site))
     db.execute(f"DROP TABLE {AUDIENCE}")
     return queued
 

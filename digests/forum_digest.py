@@ -34,7 +34,7 @@ from listserv.distribution import list_headers, prefixed_subject, render_post
 from listserv.errors import ListservError, MessageError
 from listserv.mail import compose, decode_header_text, text_body, to_bytes
 from listserv.notify import forum_addresses
-from listserv.queue import enqueue_select, store_body
+from listserv.queue import batch_size, enqueue_select, store_body
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,8 @@ def publish(db, site, forum: dict, end: str, now: datetime) -> str:
             body_id = store_body(db, ref, raw, now, forum["id"], personal)
             queued += enqueue_select(db, ref, body_id, sender, now, select,
                                      [forum["id"], profile, json.dumps(languages),
-                                      settings.site.default_language, language])
+                                      settings.site.default_language, language],
+                                     batch=1 if personal else batch_size(site))
     publications.mark_sending(db, digest["key"])
     log.info("digest %s published: %d posts, %d copies queued", digest["key"], len(posts),
              queued)

@@ -100,7 +100,8 @@ def next_number(db, kind: str, forum_id: int | None = None) -> int:
 def list_publications(db, kind: str | None = None, limit: int = 50) -> list[dict]:
     sql = ("SELECT p.key, p.kind, f.slug AS forum, p.volume, p.number, p.title, p.language, "
            "p.period_start, p.period_end, p.status, p.created_at, p.sent_at, "
-           "(SELECT count(*) FROM deliveries d WHERE d.ref = p.key) AS recipients "
+           "(SELECT coalesce(sum(d.size), 0) FROM deliveries d WHERE d.ref = p.key) "
+           "AS recipients "
            "FROM publications p LEFT JOIN forums f ON f.id = p.forum_id")
     params: list = []
     if kind:

@@ -36,7 +36,7 @@ from listserv.errors import ListservError, MessageError
 from listserv.mail import Parsed, clean_header_value, decode_header_text, parse
 from listserv.notify import send_template
 from listserv.policy import decide_post
-from listserv.queue import queue_message
+from listserv.queue import batch_size, queue_message
 
 log = logging.getLogger(__name__)
 
@@ -284,8 +284,7 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
                 distribute_post(db, post, forum, raw, domain=settings.domain,
                                 budget=settings.delivery.lowband_budget,
                                 personal=bool(settings.web.url), now=now,
-                                batch=1 if settings.delivery.verp
-                                else settings.delivery.batch_size)
+                                batch=batch_size(site))
         except MessageError as error:
             _set_aside_unrenderable(db, post, error, now)
         except Exception as error:  # not foreseen: retry a few times, then set aside

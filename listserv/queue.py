@@ -60,26 +60,10 @@ def enqueue_members(db, ref: str, body_id: int, sender: str, now: datetime, *,
     one statement inside SQLite: no member list is held in memory. With
     `batch` over 1, the members of each domain go in rows of up to `batch`
     (one SMTP transaction each). Returns how many recipients are newly queued."""
-    stamp = now.timestamp()
-    members = "FROM members WHERE forum_id = ? AND mode = ? AND profile = ? AND address != ?"
-    params = [forum_id, mode, profile, exclude]
-    before = _queued_for(db, ref)
-    if before:  # queued before (the members may have changed since): the others only
-        members += f" AND address NOT IN ({_QUEUED})"
-        params.append(ref)
-    if batch <= 1:
-        return enqueue_select(db, ref, body_id, sender, now, f"SELECT address, domain {members}",
-                              params)
-    db.execute(
-        "INSERT OR IGNORE INTO deliveries (ref, body_id, recipient, domain, sender, next_at, "
-        "created_at, recipients, size) "
-        "SELECT ?, ?, min(address), domain, ?, ?, ?, "
-        "CASE WHEN count(*) > 1 THEN json_group_array(address) END, count(*) "
-        "FROM (SELECT address, domain, (row_number() OVER (PARTITION BY domain "
-        f"ORDER BY address) - 1) / ? AS part {members} ORDER BY domain, address) "
-        "GROUP BY domain, part ORDER BY domain, part",
-        [ref, body_id, sender, stamp, stamp, batch, *params])
-    return _queued_for(db, ref) - before
+    return enqueue_select(
+        db, ref, body_id, sender, now,
+        "SELECT address, domain FROM members WHERE forum_id = ? AND mode = ? "
+        "AND profile = ? AND address != ?", [forum_id, mode, profile, exclude], batch=batch)
 
 
 def _queued_for(db, ref: str) -> int:
@@ -119,17 +103,43 @@ def split_off(db, row_id: int, recipient: str) -> int | None:
 
 
 def enqueue_select(db, ref: str, body_id: int, sender: str, now: datetime, select: str,
-                   params: Iterable = ()) -> int:
+                   params: Iterable = (), batch: int = 1) -> int:
     """Queue a body to the recipients a query selects (its columns: address,
-    domain), in one statement inside SQLite; returns how many rows are new.
-    `select` is our own SQL (values go in `params`), never text from outside."""
+    domain), in one statement inside SQLite; with `batch` over 1, those of
+    each domain in rows of up to `batch`. Returns how many recipients are
+    newly queued: a recipient already queued for `ref` (alone or in a batch)
+    is not queued again. `select` is our own SQL (values go in `params`),
+    never text from outside."""
     stamp = now.timestamp()
-    before = db.conn.total_changes
-    db.execute(
-        "INSERT OR IGNORE INTO deliveries (ref, body_id, recipient, domain, sender, next_at, "
-        f"created_at) SELECT ?, ?, address, domain, ?, ?, ? FROM ({select}) "
-        "ORDER BY domain, address", [ref, body_id, sender, stamp, stamp, *params])
-    return db.conn.total_changes - before
+    params = list(params)
+    before = _queued_for(db, ref)
+    if before:  # queued before (the recipients may have changed since): the others only
+        select = f"SELECT address, domain FROM ({select}) WHERE address NOT IN ({_QUEUED})"
+        params.append(ref)
+    if batch <= 1:
+        db.execute(
+            "INSERT OR IGNORE INTO deliveries (ref, body_id, recipient, domain, sender, next_at, "
+            f"created_at) SELECT ?, ?, address, domain, ?, ?, ? FROM ({select}) "
+            "ORDER BY domain, address", [ref, body_id, sender, stamp, stamp, *params])
+    else:
+        db.execute(
+            "INSERT OR IGNORE INTO deliveries (ref, body_id, recipient, domain, sender, next_at, "
+            "created_at, recipients, size) "
+            "SELECT ?, ?, min(address), domain, ?, ?, ?, "
+            "CASE WHEN count(*) > 1 THEN json_group_array(address) END, count(*) "
+            "FROM (SELECT address, domain, (row_number() OVER (PARTITION BY domain "
+            f"ORDER BY address) - 1) / ? AS part FROM (SELECT DISTINCT address, domain "
+            f"FROM ({select})) ORDER BY domain, address) "
+            "GROUP BY domain, part ORDER BY domain, part",
+            [ref, body_id, sender, stamp, stamp, batch, *params])
+    return _queued_for(db, ref) - before
+
+
+def batch_size(site) -> int:
+    """Recipients per queue row for a site's bulk sends (not personal copies):
+    its `[delivery] batch_size`, or 1 with VERP (an envelope per recipient)."""
+    delivery = site.settings.delivery
+    return 1 if delivery.verp else delivery.batch_size
 
 
 def queue_message(db, ref: str, message: Message | bytes, recipients: Iterable[str],

@@ -31,13 +31,19 @@ def digests_to(sink, address: str) -> list:
 def test_digest_members_get_a_mime_digest_or_rfc_1153_text_when_enough_posts_wait(
         hub, sink):
     set_key(hub, "digest", "max_posts", "2")
-    populate(hub, DIGESTERS)
+    populate(hub, DIGESTERS + [("water", "eli@example.org", "Eli", "en", "digest", "email")])
     with running_server(hub) as server:
         for number in (1, 2):
             send_mail(server.port, "amina@example.org", ["water@lists.example.org"],
                       post(number))
         sink.wait_for(lambda s: digests_to(s, "dora@example.org"), 20, "dora's digest")
         sink.wait_for(lambda s: digests_to(s, "yao@example.net"), 20, "yao's digest")
+        sink.wait_for(lambda s: digests_to(s, "eli@example.org"), 20, "eli's digest")
+    # Dora and Eli (one domain, the same copy) share a queue row and a transaction.
+    (shared,) = [c for c in sink.caught if "dora@example.org" in c.rcpt_tos]
+    assert sorted(shared.rcpt_tos) == ["dora@example.org", "eli@example.org"]
+    assert query(hub, "SELECT recipient, size FROM deliveries WHERE ref LIKE 'digest:%' "
+                      "AND domain = 'example.org'") == [("dora@example.org", 2)]
     assert [m["Subject"] for m in sink.messages_to("dora@example.org")] == \
         ["[water] Water commons Digest, Vol 1, Issue 1"]  # no single posts in digest mode
     (mime,) = digests_to(sink, "dora@example.org")
