@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from helpers import make_site
+from helpers import make_site, wait_until  # noqa: F401 (wait_until: for the digest tests)
 
 from listserv import forums, members
 from listserv.site import Site
@@ -72,15 +71,6 @@ def query(folder: Path, sql: str, params=()) -> list:
         return [tuple(row) for row in site.db.execute(sql, params).fetchall()]
     finally:
         site.db.conn.close()
-
-
-def wait_until(predicate, timeout: float = 20, what: str = "a condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def text_of(message) -> str:

@@ -10,12 +10,11 @@ import email.policy
 import email.utils
 import json
 import re
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from helpers import query  # noqa: F401 (for the moderation tests)
+from helpers import query, wait_until  # noqa: F401 (for the moderation tests)
 
 from listserv import forums, members
 from listserv.delivery import deliver_pending
@@ -138,15 +137,6 @@ def reply(notice, written: str, *, sender: str = FAC, layout: str = "gmail",
 
 
 # -- reading the site -----------------------------------------------------------------
-
-def wait_until(predicate, timeout: float = 20, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def holds_of(folder: Path) -> list[dict]:
     rows = query(folder, "SELECT h.id, h.status, h.reason, h.decision, h.decided_by, "

@@ -11,10 +11,10 @@ import email
 import email.policy
 import json
 import sqlite3
-import time
 from datetime import datetime
 from pathlib import Path
 
+import helpers
 from helpers import listserv, query  # noqa: F401 (query: for the relay tests)
 
 HUB_DOMAIN = "lists.example.org"
@@ -121,12 +121,8 @@ def insert_publication(folder: Path, payload: dict, now: datetime) -> None:
 
 
 def wait_until(predicate, timeout: float = 30, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """helpers.wait_until with a longer default: relay round trips cross two servers."""
+    helpers.wait_until(predicate, timeout, what)
 
 
 def parse(data: bytes):
