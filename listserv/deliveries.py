@@ -21,8 +21,8 @@ import logging
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from itertools import accumulate
 from datetime import datetime, timezone
+from itertools import accumulate
 
 from listserv.bounces import record_bounce
 from listserv.queue import split_off, summary
