@@ -16,25 +16,11 @@ import click
 
 from digests import forum_digest, initiatives, publications, templating, whatsnew
 from digests.template_check import check_source, editable_names, shipped_source
-from listserv.cli_common import (json_option, local_user, pass_site, print_fields, print_json,
-                                 print_table, say, server_pid, utcnow)
+from listserv.cli_common import (at_option, json_option, local_user, pass_site, print_fields,
+                                 print_json, print_table, say, server_pid, utcnow)
+from listserv.cli_common import moment as _moment
 from listserv.errors import ListservError
 from listserv.site import Site
-
-
-def _moment(value: str | None) -> datetime:
-    if not value:
-        return utcnow()
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"'{value}' is not a time like 2026-12-01T06:00:00+00:00",
-                                 param_hint="--at") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-at_option = click.option("--at", "at", hidden=True, metavar="ISO",
-                         help="Act as of this moment instead of now.")
 
 
 def _sent_by_server(site: Site) -> None:

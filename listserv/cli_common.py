@@ -55,6 +55,23 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def moment(value: str | None) -> datetime:
+    """The moment a command acts as of: `--at ISO` (hidden; for tests and for
+    catching up by hand), else the real clock. The clock is never patched."""
+    if not value:
+        return utcnow()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a time like 2026-12-01T06:00:00+00:00",
+                                 param_hint="--at") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+at_option = click.option("--at", "at", hidden=True, metavar="ISO",
+                         help="Act as of this moment instead of now.")
+
+
 def local_user() -> str:
     try:
         return getpass.getuser()

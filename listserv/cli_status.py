@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 
 import click
 
-from listserv.cli_common import (age, json_option, pass_site, print_fields, print_json,
-                                 print_table, server_pid, utcnow)
+from listserv.cli_common import (age, at_option, json_option, moment, pass_site, print_fields,
+                                 print_json, print_table, server_pid)
 from listserv.site import Site
 
 RECENT = 10
@@ -104,10 +104,11 @@ def _seconds_since(stamp: str | None, now: datetime) -> float | None:
 
 @click.command("queue")
 @json_option
+@at_option
 @pass_site
-def queue_command(site: Site, as_json: bool) -> None:
+def queue_command(site: Site, as_json: bool, at: str | None) -> None:
     """Show the outbound queue: counts per status, deferred and failed deliveries."""
-    now = utcnow()
+    now = moment(at)
     report = queue_report(site.db, now)
     if as_json:
         print_json(report)
@@ -145,10 +146,11 @@ def _until(next_at, now: datetime) -> str:
 
 @click.command()
 @json_option
+@at_option
 @pass_site
-def status(site: Site, as_json: bool) -> None:
+def status(site: Site, as_json: bool, at: str | None) -> None:
     """Show the site on one screen: forums, messages, holds, queue, bounces, server."""
-    report = site_status(site, utcnow(), server_pid(site))
+    report = site_status(site, moment(at), server_pid(site))
     if as_json:
         print_json(report)
         return
