@@ -37,12 +37,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digests import forum_digest, whatsnew  # noqa: E402
-from digests.schedule import iso  # noqa: E402
-from listserv import forums, members  # noqa: E402
-from listserv.incoming import distribute_pending, process_received  # noqa: E402
-from listserv.init import init_site  # noqa: E402
-from listserv.intake import store_incoming  # noqa: E402
-from listserv.site import Site  # noqa: E402
+from digests.slots import iso  # noqa: E402
+from listserv.intake.pipeline import distribute_pending, process_received  # noqa: E402
+from listserv.intake.smtp import store_incoming  # noqa: E402
+from listserv.site import forums, members  # noqa: E402
+from listserv.site.folder import Site  # noqa: E402
+from listserv.site.init import init_site  # noqa: E402
 
 LANGUAGES = ("en", "fr", "es", "pt")
 WORDS = ("water seeds women farmers radio school well market cooperative valley village "

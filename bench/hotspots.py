@@ -20,7 +20,7 @@ LINE = re.compile(r"\s*\((.*?):\d+\)$")
 
 
 def frame_name(frame: str) -> str:
-    """'Writer._run (listserv/store.py:303)' -> 'Writer._run (listserv/store.py)'."""
+    """'Writer._run (listserv/site/store.py:303)' -> 'Writer._run (listserv/site/store.py)'."""
     return LINE.sub(lambda m: f" ({m.group(1)})", frame.strip())
 
 

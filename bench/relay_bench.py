@@ -72,7 +72,7 @@ def make_relay(folder: Path, sink: str, lowband: int, postal: int, payload: dict
         f'[relay]\nhub = "relay@{HUB}"\nlanguages = ["fr"]\ntranslators = {{}}\n'
         f'deadline = "1h"\n', encoding="utf-8")
     (folder / "relay.key").write_text(SECRET + "\n")
-    from listserv.site import Site
+    from listserv.site.folder import Site
     site = Site(folder)
     db = site.db  # creates the schema
     now = datetime.now(timezone.utc).isoformat()
@@ -96,7 +96,7 @@ def make_relay(folder: Path, sink: str, lowband: int, postal: int, payload: dict
 
 
 def signed(payload: dict) -> bytes:
-    from listserv.mail import to_bytes
+    from listserv.mail.message import to_bytes
     from relays.federation import federation_message, new_envelope
 
     now = datetime.now(timezone.utc)

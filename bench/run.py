@@ -48,9 +48,23 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import (DOMAIN, Children, Server, Sink, copies_and_recipients, delivery_settings,
-                     die_with_parent, hand_over, machine_busy, make_post, make_site,
-                     member_addresses, poster, run_async, submit_many)
+from harness import (
+    DOMAIN,
+    Children,
+    Server,
+    Sink,
+    copies_and_recipients,
+    delivery_settings,
+    die_with_parent,
+    hand_over,
+    machine_busy,
+    make_post,
+    make_site,
+    member_addresses,
+    poster,
+    run_async,
+    submit_many,
+)
 
 WORKLOADS = ("w1", "big", "intake", "memory")
 SENDERS = 500  # posts come from this many people in turn, each text its own

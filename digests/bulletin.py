@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import format_datetime, formataddr
 
 from digests import publications
 from digests.mailing import bulk_message, narrow, render_for, send, site_address, split_text
-from digests.schedule import iso
-from listserv.addresses import domain_of, normalise
-from listserv.commands import Command, parse_commands, subscribe_options
-from listserv.distribution import list_headers
+from digests.slots import iso
+from listserv.delivery.distribution import list_headers
+from listserv.delivery.queue import batch_size, enqueue_select, queue_message, store_body
 from listserv.errors import TokenError
-from listserv.mail import text_body
-from listserv.queue import batch_size, enqueue_select, queue_message, store_body
-from listserv.tokens import issue_token, peek_token, use_token
+from listserv.intake.commands import Command, parse_commands, subscribe_options
+from listserv.mail.addresses import domain_of, normalise
+from listserv.mail.message import text_body
+from listserv.mail.tokens import issue_token, peek_token, use_token
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,12 @@ def audience_size(db, site) -> int:
 
 
 def send_issue(db, site, payload: dict, now: datetime,
+               render: Callable[[object, dict, str], tuple[str, str, str]],
                rendered: dict[str, tuple[str, str, str]] | None = None) -> int:
     """Store the issue's copies and queue one to each reader; returns rows queued.
+    `render(site, payload, language)` gives a language's (subject, text, html)
+    (What's New passes its own, so this module never imports it back);
     `rendered` holds renderings already made, by language."""
-    from digests.whatsnew import render_issue
-
     settings = site.settings
     domain, key = settings.domain, payload["key"]
     envelope = f"listserv-bounces@{domain}"
@@ -86,7 +88,7 @@ def send_issue(db, site, payload: dict, now: datetime,
     rendered = dict(rendered or {})
     for language, profile in variants:
         if language not in rendered:
-            rendered[language] = render_issue(site, payload, language)
+            rendered[language] = render(site, payload, language)
         subject, text, html = rendered[language]
         title = payload["headings"].get(language, {}).get("title", "What's New")
         forum = pseudo_forum(site, title)
@@ -152,8 +154,11 @@ def _sender(site, row, parsed, what: str) -> tuple[str, str] | None:
     return parsed.sender
 
 
-def handle_request(db, site, row, parsed, now: datetime, kind: str = "request") -> None:
-    """Commands to whatsnew-request@D (kind "request"), -join@ and -leave@."""
+def handle_request(db, site, row, parsed, now: datetime, kind: str = "request",
+                   fetch: Callable | None = None) -> None:
+    """Commands to whatsnew-request@D (kind "request"), -join@ and -leave@.
+    `fetch(db, site, ref, language)` answers `get` and `index` (digests.fetch,
+    passed in by wiring.py so that this module never imports What's New)."""
     sender = _sender(site, row, parsed, f"whatsnew-{kind}")
     if sender is None:
         return
@@ -166,7 +171,7 @@ def handle_request(db, site, row, parsed, now: datetime, kind: str = "request") 
     elif kind == "leave":
         commands, unknown = [Command("unsubscribe", [], "unsubscribe")], []
     language = reader_language(db, site, address, [c.language for c in commands if c.language])
-    reply = _Reply(db, site, address, row["id"], parsed.message_id, language, now)
+    reply = _Reply(db, site, address, row["id"], parsed.message_id, language, now, fetch)
     if not [c for c in commands if c.name != "help"]:
         reply.mail("whatsnew-help.txt", ":help")
         return
@@ -181,9 +186,10 @@ def handle_request(db, site, row, parsed, now: datetime, kind: str = "request") 
 class _Reply:
     """One command mail to the bulletin being answered."""
 
-    def __init__(self, db, site, address, row_id, in_reply_to, language, now):
+    def __init__(self, db, site, address, row_id, in_reply_to, language, now, fetch=None):
         self.db, self.site, self.address, self.row_id = db, site, address, row_id
         self.in_reply_to, self.language, self.now = in_reply_to, language, now
+        self.fetch = fetch
 
     def mail(self, name: str, suffix: str, reply_to: str = "", **context) -> None:
         subject, text = render_for(self.site, name, self.language, address=self.address,
@@ -199,10 +205,10 @@ class _Reply:
         if command.name in ("subscribe", "unsubscribe"):
             return self.ask(command)
         if command.name in ("get", "index"):
-            from digests.fetch import fetch
             ref = "index" if command.name == "index" else \
                 (command.args[0].strip(".,;:()<>\"'")[:40] if command.args else "")
-            found = fetch(self.db, self.site, ref, self.language) if ref else None
+            found = self.fetch(self.db, self.site, ref, self.language) \
+                if ref and self.fetch else None
             if found is None:
                 return {"line": line, "code": "get-none" if ref else "get-usage", "value": ref}
             subject, text = found

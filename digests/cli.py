@@ -16,11 +16,21 @@ import click
 
 from digests import forum_digest, initiatives, publications, templating, whatsnew
 from digests.template_check import check_source, editable_names, shipped_source
-from listserv.cli_common import (at_option, json_option, local_user, pass_site, print_fields,
-                                 print_json, print_table, say, server_pid, utcnow)
-from listserv.cli_common import moment as _moment
+from listserv.cli.common import (
+    at_option,
+    json_option,
+    local_user,
+    pass_site,
+    print_fields,
+    print_json,
+    print_table,
+    say,
+    server_pid,
+    utcnow,
+)
+from listserv.cli.common import moment as _moment
 from listserv.errors import ListservError
-from listserv.site import Site
+from listserv.site.folder import Site
 
 
 def _sent_by_server(site: Site) -> None:

@@ -28,13 +28,13 @@ from email.utils import format_datetime
 
 from digests import publications
 from digests.mailing import bulk_message, narrow, render_for, split_text
-from digests.schedule import digest_schedule, iso, last_slot
-from listserv import forums
-from listserv.distribution import list_headers, prefixed_subject, render_post
+from digests.slots import digest_schedule, iso, last_slot
+from listserv.delivery.distribution import list_headers, prefixed_subject, render_post
+from listserv.delivery.notify import forum_addresses
+from listserv.delivery.queue import batch_size, enqueue_select, store_body
 from listserv.errors import ListservError, MessageError
-from listserv.mail import compose, decode_header_text, text_body, to_bytes
-from listserv.notify import forum_addresses
-from listserv.queue import batch_size, enqueue_select, store_body
+from listserv.mail.message import compose, decode_header_text, text_body, to_bytes
+from listserv.site import forums
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from datetime import datetime
 
 from digests.mailing import render_for, send, site_address
 from digests.reports import mentioned_ref, read_report
-from digests.schedule import iso
+from digests.slots import iso
 from listserv.errors import ListservError, NotFound
-from listserv.forums import PATHS
-from listserv.mail import LOOP_HEADER, Parsed, text_body
+from listserv.mail.message import LOOP_HEADER, Parsed, text_body
+from listserv.site.forums import PATHS
 
 log = logging.getLogger(__name__)
 

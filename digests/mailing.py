@@ -6,7 +6,7 @@ quickly (it may be megabytes); `send(...)` composes a message of ours (safe
 headers, RFC 3834 `Auto-Submitted`) from the addresses this package answers
 for (whatsnew@, templates@) and queues it once under `ref`, returning its
 Message-ID so that replies to it can be recognised. Writes through
-`listserv.queue`; reads templates. Decides nothing about who gets what.
+`listserv.delivery.queue`; reads templates. Decides nothing about who gets what.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from email.header import Header
 from email.message import Message
 from email.utils import formataddr
 
-from listserv.mail import clean_header_value, compose
-from listserv.notify import site_context
-from listserv.queue import queue_message
-from listserv.templates import render, render_mail
+from listserv.delivery.notify import site_context
+from listserv.delivery.queue import queue_message
+from listserv.mail.message import clean_header_value, compose
+from listserv.mail.templates import render, render_mail
 
 
 def bulk_message(headers: list[tuple[str, str]], text: str, html: str | None = None) -> bytes:

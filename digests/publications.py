@@ -39,7 +39,7 @@ import json
 import logging
 from datetime import datetime
 
-from digests.schedule import iso
+from digests.slots import iso
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from listserv.commands import fold, top_lines
-from listserv.mail import clean_header_value
+from listserv.intake.commands import fold, top_lines
+from listserv.mail.message import clean_header_value
 
 MAX_TITLE = 200
 MAX_TEXT = 5000

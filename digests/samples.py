@@ -10,7 +10,7 @@ of the shipped templates all use these. Reads the settings; writes nothing.
 from __future__ import annotations
 
 from digests.mailing import context_for
-from listserv.notify import site_context
+from listserv.delivery.notify import site_context
 
 FORUM = {"id": 0, "slug": "peace", "title": "Peace and dialogue", "path": "thematic",
          "language": "en", "policy": "members", "description": "Sharing what works for peace."}

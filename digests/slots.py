@@ -1,24 +1,17 @@
-"""When scheduled publications are owed, worked out from the store.
+"""Schedule arithmetic: cron expressions, their slots, and the stored time form.
 
 A schedule is a cron expression in the site's time zone (five fields, or six
 with seconds first); `last_slot` is the latest time it fired at or before
-`now`, `next_slot` the next one. `publish_due(db, site, now)` is what the
-scheduler calls (at each slot, every minute for digest sizes, and once on
-start to catch up): it asks each kind of publication what it owes at `now`
-and publishes it, then marks publications whose deliveries are all done as
-'sent'. The scheduler only wakes this code up; the rows say what was done,
-so a missed run catches up and a second run publishes nothing twice.
-Reads the settings; writes through `whatsnew.py` and `forum_digest.py`.
+`now`, `next_slot` the next one; `iso` is the one form times are stored and
+compared in. Pure: reads and writes nothing, and imports no publication, so
+every publication (and `schedule.py`, which calls them) can use it.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.triggers.cron import CronTrigger
-
-log = logging.getLogger(__name__)
 
 FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 LOOKBACK = timedelta(days=800)
@@ -69,21 +62,3 @@ def digest_schedule(settings, schedule: str) -> str | None:
     if schedule == "weekly":
         return f"{minute} {hour} * * {settings.digest.weekday}"
     return None
-
-
-def publish_due(db, site, now: datetime) -> list[str]:
-    """Publish whatever is owed at `now`; returns the keys of what was published.
-    Each publication is built and queued in its own savepoint, so one that
-    fails leaves the others (and is tried again at the next run)."""
-    from digests import forum_digest, publications, whatsnew
-
-    published = []
-    if site.settings.site.role == "hub":
-        for work in (whatsnew.publish_due, forum_digest.publish_due):
-            try:
-                with db.atomic():
-                    published += work(db, site, now)
-            except Exception:  # logged; the store still says it is owed, so it is retried
-                log.exception("publishing failed at %s (%s)", iso(now), work.__module__)
-    publications.finish_sending(db, now)
-    return published

@@ -28,9 +28,9 @@ import jinja2
 from jinja2 import meta, nodes
 
 from digests import samples
-from listserv.distribution import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
-from listserv.resources import shipped_dir
-from listserv.templates import LimitedSandbox, MAX_NUMBER, render_capped, split_mail
+from listserv.delivery.distribution import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
+from listserv.mail.templates import MAX_NUMBER, LimitedSandbox, render_capped, split_mail
+from listserv.site.resources import shipped_dir
 
 MAX_SOURCE = 64 * 1024
 MAX_PREVIEW_OUTPUT = 1024 * 1024

@@ -23,12 +23,12 @@ from datetime import datetime, timedelta
 
 from digests.bulletin import code_in
 from digests.mailing import render_for, send, site_address
-from digests.schedule import iso
+from digests.slots import iso
 from digests.template_check import check_source, editable_names
 from digests.templating import activate, sha
 from listserv.errors import TokenError
-from listserv.mail import Parsed, decode_header_text, decode_payload, text_body
-from listserv.tokens import issue_token, peek_token, use_token
+from listserv.mail.message import Parsed, decode_header_text, decode_payload, text_body
+from listserv.mail.tokens import issue_token, peek_token, use_token
 
 log = logging.getLogger(__name__)
 

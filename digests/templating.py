@@ -29,10 +29,10 @@ from datetime import datetime
 from pathlib import Path
 
 from digests.mailing import render_for, send, site_address
-from digests.schedule import iso
+from digests.slots import iso
 from digests.template_check import Checked, check_source, editable_names, shipped_source
-from listserv import store
 from listserv.errors import ListservError, NotFound
+from listserv.site import store
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from datetime import datetime
 
 from digests import bulletin, publications
 from digests.mailing import render_for, render_text, wrap
-from digests.schedule import iso, last_slot, next_slot
-from listserv.distribution import sanitise_html
+from digests.slots import iso, last_slot, next_slot
+from listserv.delivery.distribution import sanitise_html
 from listserv.errors import ListservError
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def publish(db, site, rows: list[dict], start: str | None, end: str, now: dateti
     """Store issue N of `rows`, mark them published and queue its copies."""
     payload = store_issue(db, site, rows, start, end, now)
     rendered = {payload["language"]: (payload["title"], payload["text"], payload["html"])}
-    queued = bulletin.send_issue(db, site, payload, now, rendered)
+    queued = bulletin.send_issue(db, site, payload, now, render_issue, rendered)
     publications.mark_sending(db, payload["key"])
     log.info("What's New %s published: %d items, %d copies queued", payload["key"], len(rows),
              queued)

@@ -23,9 +23,10 @@ from datetime import datetime, timedelta, timezone
 
 from digests import bulletin, forum_digest, initiatives, publications, templating
 from digests.fetch import fetch
-from digests.schedule import digest_schedule, next_slot, publish_due, trigger
+from digests.schedule import publish_due
+from digests.slots import digest_schedule, next_slot, trigger
 from digests.template_mail import handle_templates_mail
-from listserv.settings import parse_duration
+from listserv.site.settings import parse_duration
 
 __all__ = ["site_handlers", "fetch", "start", "add_jobs", "STATUS"]
 
@@ -41,9 +42,9 @@ def site_handlers(settings) -> dict:
     news, templates = settings.whatsnew.address, settings.templates.address
     return {
         news: initiatives.handle_report,
-        f"{news}-request": bulletin.handle_request,
-        f"{news}-join": functools.partial(bulletin.handle_request, kind="join"),
-        f"{news}-leave": functools.partial(bulletin.handle_request, kind="leave"),
+        f"{news}-request": functools.partial(bulletin.handle_request, fetch=fetch),
+        f"{news}-join": functools.partial(bulletin.handle_request, kind="join", fetch=fetch),
+        f"{news}-leave": functools.partial(bulletin.handle_request, kind="leave", fetch=fetch),
         f"{news}-owner": bulletin.handle_owner,
         f"{news}-confirm": bulletin.handle_confirm,
         templates: handle_templates_mail,

@@ -1,4 +1,4 @@
 """Run the command line: python -m listserv."""
-from listserv.cli import main
+from listserv.cli.main import main
 
 main()

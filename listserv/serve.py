@@ -21,11 +21,11 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from listserv import delivery
-from listserv.incoming import Extensions, distribute_pending, process_received
-from listserv.intake import start_intake
-from listserv.settings import parse_hostport
 from digests import wiring as digests_wiring
+from listserv.delivery import engine as delivery
+from listserv.intake.pipeline import Extensions, distribute_pending, process_received
+from listserv.intake.smtp import start_intake
+from listserv.site.settings import parse_hostport
 from moderation import stage as moderation_stage
 from moderation.reminders import remind_due
 from relays.serving import relay_extensions, start_relays
@@ -151,7 +151,7 @@ async def serve(site, host: str, port: int) -> None:
     server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
     web = None
     if settings.web.url:
-        from listserv.web import start_web
+        from listserv.web.listener import start_web
         web_host, web_port = parse_hostport(settings.web.listen)
         web = start_web(site, web_host, web_port)
 

@@ -5,7 +5,7 @@ with subscription = approve) and decides them through requests.py, the
 path replies by mail take too (via "cli", by the local user). `sender`
 lists and sets senders' standing per forum: accept (never held for who
 they are) or ban (their posts are discarded). Held posts themselves are
-`listserv held ...` (listserv/cli_held.py). Thin commands: parse, call one
+`listserv held ...` (listserv/cli/held.py). Thin commands: parse, call one
 function, print; writes through requests.py and rules.py only.
 """
 
@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import click
 
-from listserv import forums
-from listserv.cli_common import (json_option, local_user, pass_site, print_json, print_table,
-                                 say, utcnow)
-from listserv.site import Site
+from listserv.cli.common import (
+    json_option,
+    local_user,
+    pass_site,
+    print_json,
+    print_table,
+    say,
+    utcnow,
+)
+from listserv.site import forums
+from listserv.site.folder import Site
 from moderation import requests, rules
 
 

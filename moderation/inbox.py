@@ -21,11 +21,11 @@ from datetime import datetime
 
 import authres
 
+from listserv.delivery.notify import send_template
 from listserv.errors import TokenError
-from listserv.forums import is_facilitator
-from listserv.mail import text_body
-from listserv.notify import send_template
-from listserv.tokens import peek_token, use_token
+from listserv.mail.message import text_body
+from listserv.mail.tokens import peek_token, use_token
+from listserv.site.forums import is_facilitator
 from moderation import holds, requests
 from moderation.decisions import carry_out
 from moderation.holds import HoldError

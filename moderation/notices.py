@@ -23,12 +23,12 @@ from email.message import Message
 from email.mime.application import MIMEApplication
 from email.mime.message import MIMEMessage
 
-from listserv import forums, members
+from listserv.delivery.notify import send_template
 from listserv.errors import ListservError, MessageError
-from listserv.mail import clean_header_value, parse, text_body
-from listserv.notify import send_template
-from listserv.subscriptions import confirm_address
-from listserv.tokens import issue_token
+from listserv.intake.subscriptions import confirm_address
+from listserv.mail.message import clean_header_value, parse, text_body
+from listserv.mail.tokens import issue_token
+from listserv.site import forums, members
 from moderation.holds import get_hold
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from listserv import forums
-from listserv.notify import send_template
+from listserv.delivery.notify import send_template
+from listserv.site import forums
 from moderation import holds, requests
 from moderation.notices import decision_token, notify_expired, recipients, when
 

@@ -20,10 +20,10 @@ import json
 import logging
 from datetime import datetime
 
-from listserv import forums, members
+from listserv.delivery.notify import send_template
 from listserv.errors import AlreadyExists, ListservError, NotFound
-from listserv.notify import send_template
-from listserv.subscriptions import APPROVAL
+from listserv.intake.subscriptions import APPROVAL
+from listserv.site import forums, members
 from moderation import rules
 from moderation.holds import HoldError
 from moderation.notices import decision_token, recipients, when

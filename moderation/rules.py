@@ -22,12 +22,12 @@ import logging
 import re
 from datetime import datetime, timedelta
 
-from listserv import forums, members
-from listserv.addresses import AddressError, check
-from listserv.commands import fold
 from listserv.errors import ListservError, NotFound
-from listserv.mail import text_body
-from listserv.policy import Decision
+from listserv.intake.commands import fold
+from listserv.intake.policy import Decision
+from listserv.mail.addresses import AddressError, check
+from listserv.mail.message import text_body
+from listserv.site import forums, members
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def content_problem(db, site, forum: dict, parsed, row: dict,
     digest = _digest(text) if text.strip() else None
     header_id = parsed.message_id or f"listserv-{row['id']}@{site.settings.domain}"
     db.execute("UPDATE posts SET text_digest = ? WHERE forum_id = ? AND header_id = ?",
-               [digest, forum["id"], header_id])  # the post's key, as incoming.py made it
+               [digest, forum["id"], header_id])  # the post's key, as intake/pipeline.py made it
     if forum["hold_loops"]:
         loop = suspected_loop(db, forum, parsed, row, digest, now)
         if loop:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from listserv.commands import fold
+from listserv.intake.commands import fold
 
 MAX_LINES = 400
 

@@ -4,7 +4,7 @@
 Commands are thin: parse, call one function of the package, print (data on
 stdout, `--json` for JSON; messages on stderr). Writes go through
 `site.write_now`, so they are one transaction each, also while `listserv
-serve` runs. Registered on the root group by listserv/cli.py.
+serve` runs. Registered on the root group by listserv/cli/main.py.
 """
 
 from __future__ import annotations
@@ -14,11 +14,19 @@ from pathlib import Path
 
 import click
 
-from listserv.cli_common import (json_option, local_user, pass_site, print_fields, print_json,
-                                 print_table, say, utcnow)
+from listserv.cli.common import (
+    json_option,
+    local_user,
+    pass_site,
+    print_fields,
+    print_json,
+    print_table,
+    say,
+    utcnow,
+)
 from listserv.errors import ListservError, NotFound
-from listserv.site import Site
-from listserv.templates import render_mail
+from listserv.mail.templates import render_mail
+from listserv.site.folder import Site
 from relays import hub, postal, recipients, sheets
 from relays.translation import sheet_context
 

@@ -19,7 +19,7 @@ import json
 import logging
 from datetime import datetime
 
-from listserv.queue import store_body
+from listserv.delivery.queue import store_body
 from relays import node
 from relays.lowband import lowband_parts
 from relays.postal import batch_id, folder_of

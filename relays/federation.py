@@ -35,9 +35,9 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+from listserv.delivery.queue import queue_message
 from listserv.errors import ListservError
-from listserv.mail import Parsed, clean_header_value, compose
-from listserv.queue import queue_message
+from listserv.mail.message import Parsed, clean_header_value, compose
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import json
 import logging
 from datetime import datetime
 
-from listserv.addresses import classify, normalise
-from listserv.mail import Parsed
+from listserv.mail.addresses import classify, normalise
+from listserv.mail.message import Parsed
 from relays import hub, lowband, node, sheets, upstream
 from relays.federation import Refused, admit, record_refusal
 

@@ -22,10 +22,10 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from listserv import forums
-from listserv.addresses import AddressError, check
 from listserv.errors import AlreadyExists, ListservError, NotFound
-from relays.federation import read_secrets, queue_envelope, write_new_secret
+from listserv.mail.addresses import AddressError, check
+from listserv.site import forums
+from relays.federation import queue_envelope, read_secrets, write_new_secret
 
 log = logging.getLogger(__name__)
 

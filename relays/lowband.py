@@ -16,10 +16,10 @@ import logging
 import quopri
 from datetime import datetime
 
-from listserv.commands import parse_commands
-from listserv.mail import Parsed, clean_header_value, compose, text_body, to_bytes
-from listserv.queue import queue_message
-from listserv.templates import render_mail
+from listserv.delivery.queue import queue_message
+from listserv.intake.commands import parse_commands
+from listserv.mail.message import Parsed, clean_header_value, compose, text_body, to_bytes
+from listserv.mail.templates import render_mail
 from relays.render import find_item, load_view, wrap
 
 log = logging.getLogger(__name__)

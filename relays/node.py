@@ -16,8 +16,8 @@ import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from listserv.addresses import domain_of
 from listserv.errors import ConfigError
+from listserv.mail.addresses import domain_of
 from relays.federation import queue_envelope, read_secrets
 
 log = logging.getLogger(__name__)

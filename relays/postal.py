@@ -27,9 +27,9 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from listserv import store
 from listserv.errors import ListservError, NotFound
-from listserv.templates import render_mail
+from listserv.mail.templates import render_mail
+from listserv.site import store
 from relays.render import load_view
 
 log = logging.getLogger(__name__)

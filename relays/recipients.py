@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from listserv.addresses import AddressError, check
 from listserv.errors import AlreadyExists, ListservError, NotFound
+from listserv.mail.addresses import AddressError, check
 
 PROFILES = ("lowband", "postal")
 MIN_BUDGET = 1500

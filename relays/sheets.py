@@ -22,10 +22,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from listserv.delivery.notify import send_template
 from listserv.errors import ListservError, NotFound, TokenError
-from listserv.mail import Parsed, text_body
-from listserv.notify import send_template
-from listserv.tokens import peek_token
+from listserv.mail.message import Parsed, text_body
+from listserv.mail.tokens import peek_token
 from relays.translation import complete_if_done, normalise, remember, sheet_context
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@
 acknowledgements; on a relay: publications by status, recipients, sheets
 and postal batches waiting; on both: federation messages refused lately,
 latest first, with their reasons), `describe` turns it into lines. Reads
-only; registered in listserv/cli.py as a section of `listserv status`.
+only; registered in listserv/cli/main.py as a section of `listserv status`.
 """
 
 from __future__ import annotations

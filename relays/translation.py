@@ -24,8 +24,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from listserv.notify import send_template
-from listserv.tokens import issue_token, peek_token
+from listserv.delivery.notify import send_template
+from listserv.mail.tokens import issue_token, peek_token
 from relays import node
 
 log = logging.getLogger(__name__)

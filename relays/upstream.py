@@ -23,9 +23,9 @@ import re
 from datetime import datetime
 from email.utils import format_datetime
 
-from listserv.addresses import AddressError, check
-from listserv.mail import Parsed, clean_header_value
-from listserv.notify import send_template
+from listserv.delivery.notify import send_template
+from listserv.mail.addresses import AddressError, check
+from listserv.mail.message import Parsed, clean_header_value
 from relays import node
 from relays.federation import TRACE_HEADER, header_trace, queue_envelope, read_secrets
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import running_sink, write_site  # noqa: E402
 
-from listserv.site import Site  # noqa: E402
+from listserv.site.folder import Site  # noqa: E402
 
 
 @pytest.fixture

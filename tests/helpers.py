@@ -242,7 +242,7 @@ def running_server(site: Path, *extra: str):
 def running_intake(site):
     """Our real intake server on 127.0.0.1:<free port>, in this process, with the
     site's writer; yields the port. The pipeline is driven by the test."""
-    from listserv.intake import start_intake
+    from listserv.intake.smtp import start_intake
 
     site.start_writer()
     loop = asyncio.new_event_loop()

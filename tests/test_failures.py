@@ -30,13 +30,23 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
-from helpers import (Server, free_port, listserv, make_site, query, running_intake,
-                     send_mail, wait_for_port, wait_until, write_site)
+from helpers import (
+    Server,
+    free_port,
+    listserv,
+    make_site,
+    query,
+    running_intake,
+    send_mail,
+    wait_for_port,
+    wait_until,
+    write_site,
+)
 
-from listserv import forums, members
-from listserv.incoming import MAX_ATTEMPTS
+from listserv.intake.pipeline import MAX_ATTEMPTS
 from listserv.serve import Wakeable
-from listserv.site import Site
+from listserv.site import forums, members
+from listserv.site.folder import Site
 
 DOMAIN = "lists.example.org"
 
@@ -87,8 +97,10 @@ def test_a_message_that_keeps_failing_is_set_aside_after_a_few_tries_and_status_
         # Between its tries, status shows the message waiting for the next one.
         wait_until(lambda: query(site, "SELECT status, attempts FROM messages WHERE id = ?",
                                  [bad_id])[0] == ("received", 2), 10, "a second failed try")
-        waiting = json.loads(listserv("status", "--json", site=site).stdout)["messages"]
+        # The text first: the JSON taken after it still showing the message
+        # waiting proves the text was taken while it waited too.
         waiting_text = listserv("status", site=site).stdout
+        waiting = json.loads(listserv("status", "--json", site=site).stdout)["messages"]
         wait_until(lambda: query(site, "SELECT status FROM messages WHERE id = ?",
                                  [bad_id])[0][0] == "failed", 15,
                    "the failing message to be set aside")

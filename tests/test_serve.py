@@ -182,6 +182,7 @@ def test_refusals_at_rcpt_through_the_running_server(peace):
 
 def test_https_one_click_post_unsubscribes_and_a_get_only_shows_a_button(tmp_path, sink):
     import urllib.request
+
     from helpers import free_port
     web_port = free_port()
     folder = make_site(tmp_path, sink, web_url="https://lists.example.org")

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import click
 
 from listserv.errors import ListservError
-from listserv.site import Site
+from listserv.site.folder import Site
 
 
 def _one_line(text: str) -> str:

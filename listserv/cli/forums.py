@@ -18,11 +18,20 @@ from pathlib import Path
 
 import click
 
-from listserv import forums, members
-from listserv.cli_common import (json_option, pass_site, print_fields, print_json, print_table,
-                                 say, server_pid, stream_json_list, utcnow)
+from listserv.cli.common import (
+    json_option,
+    pass_site,
+    print_fields,
+    print_json,
+    print_table,
+    say,
+    server_pid,
+    stream_json_list,
+    utcnow,
+)
 from listserv.errors import AlreadyExists, ListservError
-from listserv.site import Site
+from listserv.site import forums, members
+from listserv.site.folder import Site
 
 IMPORT_CHUNK = 1000
 MAX_PROBLEMS_SHOWN = 1000
@@ -231,7 +240,7 @@ def member_add(site: Site, slug: str, address: str, name, language, mode, profil
 
 def _request(site: Site, forum_row: dict, address: str, options: dict) -> str:
     """Queue a confirmation request; returns request_subscription's outcome."""
-    from listserv.subscriptions import request_subscription
+    from listserv.intake.subscriptions import request_subscription
 
     with site.db.atomic():
         return request_subscription(site.db, site, forum_row, address, options, utcnow(),
@@ -348,7 +357,7 @@ def _count_rows(path: Path) -> int:
 
 def _invite_rows(site: Site, forum_row: dict, chunk: list[tuple[int, dict]]) -> dict:
     """Queue a confirmation request for each row, in one transaction."""
-    from listserv.subscriptions import request_subscription
+    from listserv.intake.subscriptions import request_subscription
 
     result = {"invited": 0, "existing": 0, "problems": []}
     now = utcnow()

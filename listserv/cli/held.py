@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import click
 
-from listserv import forums
-from listserv.cli_common import (json_option, local_user, pass_site, print_fields, print_json,
-                                 print_table, say, server_pid, utcnow)
+from listserv.cli.common import (
+    json_option,
+    local_user,
+    pass_site,
+    print_fields,
+    print_json,
+    print_table,
+    say,
+    server_pid,
+    utcnow,
+)
 from listserv.errors import MessageError
-from listserv.site import Site
+from listserv.site import forums
+from listserv.site.folder import Site
 from moderation import holds
 
 SHOWN_HEADERS = ("From", "To", "Cc", "Date", "Subject", "Message-ID")
@@ -83,7 +92,7 @@ def _read_message(raw: bytes | None) -> tuple[dict, str, str]:
     """(headers, text, problem) of a stored message, never raising."""
     if raw is None:
         return {}, "", "the message itself is missing from the store"
-    from listserv.mail import parse, text_body
+    from listserv.mail.message import parse, text_body
 
     try:
         parsed = parse(bytes(raw))

@@ -2,9 +2,9 @@
 
 Commands are thin: parse, call one core function, print. Data goes to
 stdout (`--json` for JSON), messages to stderr; errors are one line and a
-non-zero exit (see cli_common.Cli). The forum and member commands are in
-cli_forums.py, the hold commands in cli_held.py, `queue` and `status` in
-cli_status.py. The cli modules and serve.py are where the packages are
+non-zero exit (see common.Cli). The forum and member commands are in
+forums.py, the hold commands in held.py, `queue` and `status` in
+status.py. The cli modules and serve.py are where the packages are
 wired together; the site is opened only when a command needs it, so
 `--help` works in any folder.
 """
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import click
 
-from listserv.cli_common import Cli, pass_site, say, utcnow
-from listserv.cli_forums import forum, member
-from listserv.cli_held import held
-from listserv.cli_status import SECTIONS, queue_command, status
-from listserv.site import Site
 from digests.cli import COMMANDS as DIGEST_COMMANDS
 from digests.wiring import STATUS as DIGEST_STATUS
+from listserv.cli.common import Cli, pass_site, say, utcnow
+from listserv.cli.forums import forum, member
+from listserv.cli.held import held
+from listserv.cli.status import SECTIONS, queue_command, status
+from listserv.site.folder import Site
 from moderation.cli import request_group, sender_group
 from relays.cli import COMMANDS as RELAY_COMMANDS
 from relays.status import SECTION as RELAY_STATUS
@@ -68,7 +68,7 @@ def init(site: Site, folder: Path | None, domain: str | None, role: str | None,
     """Create a site folder: listserv.toml, templates/, charter/ and data/.
 
     FOLDER defaults to --site. An existing site is never overwritten."""
-    from listserv.init import init_site
+    from listserv.site.init import init_site
 
     target = folder or site.folder
     created = init_site(target, now=utcnow(), domain=domain, role=role, demo=demo)
@@ -94,7 +94,7 @@ def serve(site: Site, listen: str | None) -> None:
 
     Stop it with Ctrl-C (or SIGTERM); everything accepted is on disk first,
     so a restart picks up where it stopped. One serve per site."""
-    from listserv.settings import parse_hostport
+    from listserv.site.settings import parse_hostport
 
     if listen is not None:
         try:

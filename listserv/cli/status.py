@@ -13,12 +13,21 @@ from datetime import datetime, timezone
 
 import click
 
-from listserv.cli_common import (age, at_option, json_option, moment, pass_site, print_fields,
-                                 print_json, print_table, server_pid)
-from listserv.site import Site
+from listserv.cli.common import (
+    age,
+    at_option,
+    json_option,
+    moment,
+    pass_site,
+    print_fields,
+    print_json,
+    print_table,
+    server_pid,
+)
+from listserv.site.folder import Site
 
 RECENT = 10
-# Sections other packages add to the screen (wired in cli.py): (key, collect, describe)
+# Sections other packages add to the screen (wired in main.py): (key, collect, describe)
 # with collect(site, now) -> data (shown as report[key] by --json) and
 # describe(data) -> lines of text.
 SECTIONS: list[tuple] = []
@@ -27,9 +36,9 @@ SECTIONS: list[tuple] = []
 def queue_report(db, now: datetime) -> dict:
     """The delivery module's report when it has one, else the queue summary."""
     try:
-        from listserv.delivery import queue_report as report
+        from listserv.delivery.engine import queue_report as report
     except ImportError:
-        from listserv.queue import summary
+        from listserv.delivery.queue import summary
         return summary(db, now.timestamp())
     return report(db, now)
 

@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 
 from flufl.bounce import all_failures
 
-from listserv.addresses import domain_of, is_address, normalise
-from listserv.queue import split_off
+from listserv.delivery.queue import split_off
+from listserv.mail.addresses import domain_of, is_address, normalise
 
 log = logging.getLogger(__name__)
 

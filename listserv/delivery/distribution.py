@@ -26,12 +26,22 @@ from email.utils import formataddr, getaddresses
 
 import bleach
 
-from listserv import queue
+from listserv.delivery import queue
+from listserv.delivery.notify import forum_addresses
 from listserv.errors import MessageError
-from listserv.mail import (DANGEROUS_BLOCKS, LOOP_HEADER, OUR_HEADERS, clean_header_value,
-                           decode_header_text, decode_payload, html_to_text,
-                           is_clean_text_part, raw_header, text_body, to_bytes)
-from listserv.notify import forum_addresses
+from listserv.mail.message import (
+    DANGEROUS_BLOCKS,
+    LOOP_HEADER,
+    OUR_HEADERS,
+    clean_header_value,
+    decode_header_text,
+    decode_payload,
+    html_to_text,
+    is_clean_text_part,
+    raw_header,
+    text_body,
+    to_bytes,
+)
 
 log = logging.getLogger(__name__)
 

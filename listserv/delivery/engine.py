@@ -39,13 +39,24 @@ from collections import Counter, OrderedDict, deque
 from datetime import datetime
 from functools import partial
 
-from listserv.addresses import is_address
-from listserv.bounces import verp_sender
-from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
-                             queue_report, recover, release, settle_all)
-from listserv.handover import Local, Remote, Skipped
-from listserv.smtpout import MAILDIR, Unavailable, write_outbox
-from listserv.tokens import short_mac, sign_link
+from listserv.delivery.bounces import verp_sender
+from listserv.delivery.handover import Local, Remote, Skipped
+from listserv.delivery.rows import (
+    Body,
+    Group,
+    Outcome,
+    Policy,
+    Router,
+    claim,
+    load_bodies,
+    queue_report,
+    recover,
+    release,
+    settle_all,
+)
+from listserv.delivery.smtpout import MAILDIR, Unavailable, write_outbox
+from listserv.mail.addresses import is_address
+from listserv.mail.tokens import short_mac, sign_link
 
 __all__ = ["run_delivery", "deliver_pending", "personal_headers", "recover", "queue_report"]
 

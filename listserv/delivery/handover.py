@@ -1,12 +1,12 @@
 """Where SMTP transactions run: in the server's process, or in one of their own.
 
-The delivery engine (`delivery.py`) asks a handover for one transaction at a
+The delivery engine (`engine.py`) asks a handover for one transaction at a
 time (`transact`): a message body (by id, with the recipient's own header
 lines to put before it), a sender and the recipients of one destination; it
 gets a `smtpout.Handover` back, or `Unavailable`.
 
 `Local` runs the transaction on the engine's own event loop (`smtpout.Pool`).
-`Remote` runs it in a child process (`python -m listserv.handover`) that has
+`Remote` runs it in a child process (`python -m listserv.delivery.handover`) that has
 its own interpreter and event loop. Handing mail over costs more Python per
 recipient than anything else the server does; in one process it shares the
 interpreter lock with intake, the pipeline and the store's writer, so on a
@@ -57,7 +57,7 @@ import sys
 from collections import Counter, OrderedDict, deque
 from itertools import count
 
-from listserv.smtpout import Handover, Pool, Unavailable
+from listserv.delivery.smtpout import Handover, Pool, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Remote:
         ours, theirs = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "listserv.handover", str(theirs.fileno()),
+                [sys.executable, "-m", "listserv.delivery.handover", str(theirs.fileno()),
                  str(os.getpid()), self.helo, repr(self.timeout), str(self.concurrency)],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         except OSError as error:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from datetime import datetime
 from email.message import Message
 
-from listserv.mail import compose
-from listserv.queue import queue_message
-from listserv.templates import render_mail
+from listserv.delivery.queue import queue_message
+from listserv.mail.message import compose
+from listserv.mail.templates import render_mail
 
 
 def forum_addresses(slug: str, domain: str) -> dict[str, str]:

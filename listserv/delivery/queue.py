@@ -9,7 +9,7 @@ key is (ref, recipient) (a batch's first recipient): `ref` names the logical
 send ("post:17", "reply:42"), so queuing the same send twice reaches no one
 twice. `split_off` gives one recipient of a batch a row of its own, when its
 delivery ends differently from the rest. Writes `bodies` and `deliveries`;
-the delivery workers in `delivery.py` move the rows on (queued -> sending ->
+the delivery workers in `engine.py` move the rows on (queued -> sending ->
 sent / deferred / bounced / failed).
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from email.message import Message
 
-from listserv.addresses import domain_of
-from listserv.mail import to_bytes
+from listserv.mail.addresses import domain_of
+from listserv.mail.message import to_bytes
 
 STATUSES = ("queued", "sending", "deferred", "sent", "bounced", "failed")
 

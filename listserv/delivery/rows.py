@@ -1,6 +1,6 @@
 """The outbound queue's rows on their way: claimed, settled, recovered, reported.
 
-The delivery engine (`delivery.py`) runs these on the store's single
+The delivery engine (`engine.py`) runs these on the store's single
 writer. `claim` marks due rows 'sending' in one write and groups them per
 body, destination and recipient domain (`Router` says where a domain's mail
 goes); a row may be a batch of recipients (see `queue.py`) and is never
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import accumulate
 
-from listserv.bounces import record_bounce
-from listserv.queue import split_off, summary
-from listserv.smtpout import MAILDIR
+from listserv.delivery.bounces import record_bounce
+from listserv.delivery.queue import split_off, summary
+from listserv.delivery.smtpout import MAILDIR
 
 log = logging.getLogger(__name__)
 

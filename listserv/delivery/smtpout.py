@@ -7,7 +7,7 @@ temporary (4xx), permanent (5xx at RCPT or DATA) or failed (the message
 itself was refused at MAIL). A destination that cannot be reached, times
 out, says 421 or drops the connection raises `Unavailable`. `write_outbox`
 is the embedded default: the message goes into a Maildir, atomically.
-Reads and writes no database: `delivery.py` decides what the replies mean
+Reads and writes no database: `engine.py` decides what the replies mean
 for the queue.
 """
 

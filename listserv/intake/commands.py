@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from listserv import members, subscriptions
+from listserv.delivery.notify import send_template, send_text
 from listserv.errors import ListservError
-from listserv.mail import Parsed, clean_header_value, text_body
-from listserv.notify import send_template, send_text
-from listserv.subscriptions import result_row
+from listserv.intake import subscriptions
+from listserv.intake.subscriptions import result_row
+from listserv.mail.message import Parsed, clean_header_value, text_body
+from listserv.site import members
 
 log = logging.getLogger(__name__)
 

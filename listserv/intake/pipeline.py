@@ -29,14 +29,14 @@ from email.policy import compat32
 
 from sqlite_utils.db import NotFoundError
 
-from listserv import forums
-from listserv.addresses import classify, normalise
-from listserv.distribution import distribute_post
+from listserv.delivery.distribution import distribute_post
+from listserv.delivery.notify import send_template
+from listserv.delivery.queue import batch_size, queue_message
 from listserv.errors import ListservError, MessageError
-from listserv.mail import Parsed, clean_header_value, decode_header_text, parse
-from listserv.notify import send_template
-from listserv.policy import decide_post
-from listserv.queue import batch_size, queue_message
+from listserv.intake.policy import decide_post
+from listserv.mail.addresses import classify, normalise
+from listserv.mail.message import Parsed, clean_header_value, decode_header_text, parse
+from listserv.site import forums
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def process_message(db, site, message_id: int, now: datetime,
                      parsed)
             continue
         if recipient.kind == "bounces":
-            from listserv.bounces import handle_bounce_message
+            from listserv.delivery.bounces import handle_bounce_message
             handle_bounce_message(db, site, row["raw"], recipient.detail, now,
                                   slug=None if recipient.slug == "listserv" else recipient.slug)
             continue
@@ -177,7 +177,7 @@ def process_message(db, site, message_id: int, now: datetime,
 
 def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
                          extensions: Extensions) -> None:
-    from listserv import commands, subscriptions
+    from listserv.intake import commands, subscriptions
     if recipient.kind == "confirm":
         for handler in (commands.handle_confirm, *extensions.confirm):
             if handler(db, site, forum, recipient.detail, parsed, message_id, now):

@@ -3,18 +3,18 @@
 Pure decisions over a parsed message and the forum's rows: `decide_post`
 answers one of distribute, hold, refuse or ignore with a reason. Reads
 members and facilitators; writes nothing. Will not send or store anything:
-the pipeline (`incoming.py`) carries the decision out.
+the pipeline (`pipeline.py`) carries the decision out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from listserv.distribution import list_id
-from listserv.forums import is_facilitator
-from listserv.mail import Parsed
-from listserv.members import find as find_member
-from listserv.notify import forum_addresses
+from listserv.delivery.distribution import list_id
+from listserv.delivery.notify import forum_addresses
+from listserv.mail.message import Parsed
+from listserv.site.forums import is_facilitator
+from listserv.site.members import find as find_member
 
 
 @dataclass(frozen=True)

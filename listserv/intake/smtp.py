@@ -6,7 +6,7 @@ writer and answers 250 only after the commit is on disk; any failure we did
 not foresee (a locked database, a full disk) is a temporary 451, so the
 sender keeps the message and tries again. The size limit is aiosmtpd's
 `data_size_limit` (552). Reads the forums table; writes `messages` only.
-Everything else happens later, in the pipeline (`incoming.py`).
+Everything else happens later, in the pipeline (`pipeline.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
-from listserv.addresses import classify, normalise
+from listserv.mail.addresses import classify, normalise
 
 log = logging.getLogger(__name__)
 

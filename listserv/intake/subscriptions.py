@@ -18,14 +18,21 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 
-from listserv import members
-from listserv.addresses import AddressError, check
+from listserv.delivery.notify import send_template
 from listserv.errors import ListservError, TokenError
-from listserv.forums import find as find_forum, has_charter
-from listserv.notify import send_template
-from listserv.resources import shipped_dir
-from listserv.tokens import (check_short_mac, issue_token, peek_token, read_link, short_mac,
-                             use_token)
+from listserv.mail.addresses import AddressError, check
+from listserv.mail.tokens import (
+    check_short_mac,
+    issue_token,
+    peek_token,
+    read_link,
+    short_mac,
+    use_token,
+)
+from listserv.site import members
+from listserv.site.forums import find as find_forum
+from listserv.site.forums import has_charter
+from listserv.site.resources import shipped_dir
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from email.utils import format_datetime, make_msgid
 import bleach
 import mailparser
 
-from listserv.addresses import first_address, normalise
 from listserv.errors import MessageError
+from listserv.mail.addresses import first_address, normalise
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from listserv.errors import ListservError
-from listserv.resources import shipped_dir
-
+from listserv.site.resources import shipped_dir
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import sqlite_utils
 
-from listserv import store
 from listserv.errors import ConfigError, ListservError, SiteLocked
-from listserv.settings import Settings, load_settings
+from listserv.site import store
+from listserv.site.settings import Settings, load_settings
 
 
 class Site:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from listserv.addresses import AddressError, check, check_slug
 from listserv.errors import AlreadyExists, ListservError, NotFound
+from listserv.mail.addresses import AddressError, check, check_slug
 
 PATHS = ("thematic", "socioprofessional", "geocultural")
 POLICIES = ("open", "members", "moderated", "announce")

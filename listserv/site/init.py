@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from listserv import forums, members
 from listserv.errors import AlreadyExists, ConfigError, ListservError
-from listserv.resources import shipped_dir
-from listserv.settings import Settings, SiteSection
-from listserv.site import Site
+from listserv.site import forums, members
+from listserv.site.folder import Site
+from listserv.site.resources import shipped_dir
+from listserv.site.settings import Settings, SiteSection
 
 TEMPLATES_README = """\
 Site templates

@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from listserv.addresses import AddressError, check, domain_of
 from listserv.errors import AlreadyExists, ListservError, NotFound
-from listserv.forums import get as get_forum
+from listserv.mail.addresses import AddressError, check, domain_of
+from listserv.site.forums import get as get_forum
 
 MODES = ("each", "digest", "nomail")
 PROFILES = ("email", "lowband")

@@ -7,12 +7,12 @@ else, writes nothing.
 
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # listserv/
 
 
 def shipped_dir(name: str) -> Path:
     """The folder of shipped files called `name` ("templates" or "config")."""
-    for candidate in (_HERE / "shipped" / name, _HERE.parent / name):
+    for candidate in (_PACKAGE / "shipped" / name, _PACKAGE.parent / name):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"the shipped '{name}' folder is missing from this installation")

@@ -26,7 +26,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title
 
 
 def make_handler(site):
-    from listserv.subscriptions import one_click_unsubscribe
+    from listserv.intake.subscriptions import one_click_unsubscribe
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "listserv"

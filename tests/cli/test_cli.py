@@ -17,14 +17,15 @@ import pytest
 from click.testing import CliRunner
 from helpers import listserv, running_server
 
-from listserv import forums, members, queue
-from listserv.cli import cli
-from listserv.cli_common import Cli
-from listserv.incoming import process_received
+from listserv.cli.common import Cli
+from listserv.cli.main import cli
+from listserv.delivery import queue
+from listserv.intake.pipeline import process_received
+from listserv.intake.smtp import store_incoming
+from listserv.site import forums, members
+from listserv.site.folder import Site
+from listserv.site.init import init_site
 from moderation.holds import take_holds
-from listserv.init import init_site
-from listserv.intake import store_incoming
-from listserv.site import Site
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 DOMAIN = "lists.example.org"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from listserv import forums, members
-from listserv.bounces import handle_bounce_message, read_verp, record_bounce, verp_sender
-from listserv.delivery import deliver_pending
-from listserv.queue import enqueue_members, queue_message, store_body
+from listserv.delivery.bounces import handle_bounce_message, read_verp, record_bounce, verp_sender
+from listserv.delivery.engine import deliver_pending
+from listserv.delivery.queue import enqueue_members, queue_message, store_body
+from listserv.site import forums, members
 
-MAIL = Path(__file__).parent / "mail"
+MAIL = Path(__file__).parent.parent / "mail"
 DOMAIN = "lists.example.org"
 BODY = b"From: ana@example.org\r\nSubject: [peace] Water\r\n\r\nWells.\r\n"
 

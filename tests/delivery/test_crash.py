@@ -13,8 +13,7 @@ import smtplib
 import threading
 from collections import Counter
 
-from helpers import (Server, child_processes, listserv, make_site, process_alive, query,
-                     wait_until)
+from helpers import Server, child_processes, listserv, make_site, process_alive, query, wait_until
 
 CONCURRENCY, BATCH = 4, 20
 
@@ -107,6 +106,6 @@ def test_a_fan_out_killed_midway_resumes_and_serves_no_one_twice_outside_the_win
     copies = Counter(sink.recipients())
     twice = [address for address, count in copies.items() if count > 1]
     assert max(copies.values()) <= 2
-    # The window (listserv/delivery.py): handed over and not yet recorded.
+    # The window (listserv/delivery/engine.py): handed over and not yet recorded.
     assert len(twice) <= 2 * CONCURRENCY * BATCH, f"{len(twice)} recipients served twice"
     assert sum(copies.values()) == len(members) + len(twice)

@@ -7,7 +7,7 @@ import email.policy
 
 import pytest
 
-from listserv.distribution import prefixed_subject, render_lowband, render_post
+from listserv.delivery.distribution import prefixed_subject, render_lowband, render_post
 from listserv.errors import MessageError
 
 DOMAIN = "lists.example.org"

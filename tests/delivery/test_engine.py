@@ -10,16 +10,20 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from helpers import write_site
-from helpers import free_port, running_sink
+from helpers import free_port, running_sink, write_site
 
-from listserv import forums, members
-from listserv.delivery import deliver_pending, personal_headers, queue_report, recover, \
-    run_delivery
-from listserv.deliveries import Router, claim
-from listserv.queue import enqueue, enqueue_members, queue_message, store_body
-from listserv.site import Site
-from listserv.tokens import read_link, short_mac
+from listserv.delivery.engine import (
+    deliver_pending,
+    personal_headers,
+    queue_report,
+    recover,
+    run_delivery,
+)
+from listserv.delivery.queue import enqueue, enqueue_members, queue_message, store_body
+from listserv.delivery.rows import Router, claim
+from listserv.mail.tokens import read_link, short_mac
+from listserv.site import forums, members
+from listserv.site.folder import Site
 
 SENDER = "peace-bounces@lists.example.org"
 BODY = (b"From: Ana <ana@example.org>\r\nTo: peace@lists.example.org\r\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from helpers import make_site, wait_until  # noqa: F401 (wait_until: for the digest tests)
 
-from listserv import forums, members
-from listserv.site import Site
+from listserv.site import forums, members
+from listserv.site.folder import Site
 
 FORUMS = [("sahel", "Sahel network", "geocultural", "fr"),
           ("farmers", "Farmers' network", "socioprofessional", "es"),

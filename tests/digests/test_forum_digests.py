@@ -8,10 +8,10 @@ from digestkit import populate, query, set_key
 from helpers import listserv, make_site, running_server, send_mail
 
 from digests import forum_digest, publications
-from listserv import forums, members
-from listserv.incoming import distribute_pending, process_received
-from listserv.intake import store_incoming
-from listserv.site import Site
+from listserv.intake.pipeline import distribute_pending, process_received
+from listserv.intake.smtp import store_incoming
+from listserv.site import forums, members
+from listserv.site.folder import Site
 
 DIGESTERS = [("water", "dora@example.org", "Dora", "en", "digest", "email"),
              ("water", "yao@example.net", "Yao", "fr", "digest", "lowband")]

@@ -183,7 +183,7 @@ def test_a_publication_killed_while_sending_resumes_and_serves_no_one_twice(tmp_
                    "the publication to be marked sent")
     copies = Counter(r for r in sink.recipients() if r in readers)
     twice = [address for address, count in copies.items() if count > 1]
-    # The window of listserv/delivery.py: with the handover process, at most twice
+    # The window of listserv/delivery/engine.py: with the handover process, at most twice
     # `concurrency` transactions handed over and not yet recorded.
     assert max(copies.values()) <= 2 and len(twice) <= 2 * concurrency * batch
     assert query(folder, "SELECT key FROM publications") == [("whatsnew:1",)]

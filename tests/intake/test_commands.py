@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from test_subscriptions import (
+    ANA,
+    DOMAIN,
+    letter,
+    queued_to,
+    receive,
+    send_confirm,
+    send_request,
+    text_of,
+    token_of,
+)
 
-from test_subscriptions import (ANA, DOMAIN, letter, queued_to, receive, send_confirm,
-                                send_request, text_of, token_of)
-
-from listserv import commands, forums, members
-from listserv.commands import parse_commands, top_lines
+from listserv.intake import commands
+from listserv.intake.commands import parse_commands, top_lines
+from listserv.site import forums, members
 
 REQUEST = f"peace-request@{DOMAIN}"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from helpers import Server, listserv, make_site, query
 
-CORPUS = Path(__file__).parent / "mail"
+CORPUS = Path(__file__).parent.parent / "mail"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())
 SMUGGLING = json.loads((CORPUS / "smuggling" / "expected.json").read_text())
 # Files whose outcome depends on another file having been sent first.

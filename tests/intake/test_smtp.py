@@ -9,8 +9,8 @@ import time
 import pytest
 from helpers import running_intake, send_mail
 
-from listserv import forums, store
-from listserv.site import Site
+from listserv.site import forums, store
+from listserv.site.folder import Site
 
 POST = ("From: Ana <ana@example.org>\nTo: peace@lists.example.org\n"
         "Subject: Water\nMessage-ID: <water-1@example.org>\n\nClean water for all.\n")

@@ -10,10 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-from listserv import commands, forums, members, subscriptions
-from listserv.addresses import classify
 from listserv.errors import TokenError
-from listserv.mail import parse
+from listserv.intake import commands, subscriptions
+from listserv.mail.addresses import classify
+from listserv.mail.message import parse
+from listserv.site import forums, members
 
 DOMAIN = "lists.example.org"
 ANA = "ana@example.org"
@@ -143,7 +144,7 @@ def test_the_token_lives_as_long_as_the_confirm_setting(site, forum, now):
 
 
 def test_the_round_trip_reaches_the_sink_through_the_delivery_engine(site, sink, forum, now):
-    from listserv.delivery import deliver_pending
+    from listserv.delivery.engine import deliver_pending
     send_request(site, forum, "join", letter(f"peace-join@{DOMAIN}", body="lang=pt\n",
                                              subject="subscribe lang=pt"), now)
     deliver_pending(site, now)
@@ -294,7 +295,7 @@ def test_a_leave_address_used_by_another_sender_removes_nobody(site, forum, now)
 
 
 def test_a_tampered_https_link_removes_nobody(site, forum, now):
-    from listserv.tokens import sign_link
+    from listserv.mail.tokens import sign_link
     members.add(site.db, "peace", ANA, now=now, languages=site.settings.site.languages)
     ana = sign_link(site.secret, "u", "peace", ANA)
     ben = sign_link(site.secret, "u", "peace", "ben@example.org")

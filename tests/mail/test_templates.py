@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from digests.samples import mail_samples
-from listserv import forums
-from listserv.notify import site_context
-from listserv.resources import shipped_dir
-from listserv.templates import render, render_mail
+from listserv.delivery.notify import site_context
+from listserv.mail.templates import render, render_mail
+from listserv.site import forums
+from listserv.site.resources import shipped_dir
 
 SHIPPED = shipped_dir("templates")
 LANGUAGES = ("en", "fr", "es", "pt")

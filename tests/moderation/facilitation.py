@@ -16,13 +16,13 @@ from pathlib import Path
 
 from helpers import query, wait_until  # noqa: F401 (for the moderation tests)
 
-from listserv import forums, members
-from listserv.delivery import deliver_pending
-from listserv.incoming import distribute_pending, process_received
-from listserv.init import init_site
-from listserv.intake import store_incoming
+from listserv.delivery.engine import deliver_pending
+from listserv.intake.pipeline import distribute_pending, process_received
+from listserv.intake.smtp import store_incoming
 from listserv.serve import wire_extensions
-from listserv.site import Site
+from listserv.site import forums, members
+from listserv.site.folder import Site
+from listserv.site.init import init_site
 from moderation.stage import moderate
 
 DOMAIN = "lists.example.org"

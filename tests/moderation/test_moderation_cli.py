@@ -10,7 +10,7 @@ import pytest
 from facilitation import DOMAIN, FAC, NOW, ZOE, Pipeline, forum_site, letter, post, query
 from helpers import listserv
 
-from listserv import forums
+from listserv.site import forums
 
 TO = [f"peace@{DOMAIN}"]
 

@@ -12,9 +12,24 @@ import threading
 import time
 
 import pytest
-from facilitation import (DOMAIN, FAC, FAC2, MEMBERS, ZOE, forum_site, letter, notices_to,
-                          post, query, reply, reply_address, set_moderation, text_of,
-                          wait_notice, wait_until)
+from facilitation import (
+    DOMAIN,
+    FAC,
+    FAC2,
+    MEMBERS,
+    ZOE,
+    forum_site,
+    letter,
+    notices_to,
+    post,
+    query,
+    reply,
+    reply_address,
+    set_moderation,
+    text_of,
+    wait_notice,
+    wait_until,
+)
 from helpers import Server, listserv, send_mail
 
 POST_TO = [f"peace@{DOMAIN}"]

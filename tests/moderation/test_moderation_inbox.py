@@ -10,8 +10,8 @@ import email.policy
 import pytest
 from facilitation import DOMAIN, FAC, NOW, ZOE, Pipeline, forum_site, letter, post, text_of
 
-from listserv import forums
-from listserv.mail import parse
+from listserv.mail.message import parse
+from listserv.site import forums
 from moderation.inbox import authenticated
 
 

@@ -9,10 +9,21 @@ import re
 from datetime import timedelta
 
 import pytest
-from facilitation import (DOMAIN, FAC, FAC2, NOW, ZOE, Pipeline, forum_site, letter, post,
-                          query, text_of)
+from facilitation import (
+    DOMAIN,
+    FAC,
+    FAC2,
+    NOW,
+    ZOE,
+    Pipeline,
+    forum_site,
+    letter,
+    post,
+    query,
+    text_of,
+)
 
-from listserv import forums, members
+from listserv.site import forums, members
 from moderation import rules
 from moderation.reminders import remind_due
 

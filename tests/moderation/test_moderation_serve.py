@@ -8,8 +8,21 @@ import time
 from collections import Counter
 
 import pytest
-from facilitation import (DOMAIN, FAC, MEMBERS, ZOE, forum_site, notices_to, post, query,
-                          reply, set_moderation, text_of, wait_notice, wait_until)
+from facilitation import (
+    DOMAIN,
+    FAC,
+    MEMBERS,
+    ZOE,
+    forum_site,
+    notices_to,
+    post,
+    query,
+    reply,
+    set_moderation,
+    text_of,
+    wait_notice,
+    wait_until,
+)
 from helpers import Server, send_mail
 
 POST_TO = [f"peace@{DOMAIN}"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from facilitation import LAYOUTS, reply_text
 
-from listserv.templates import render_mail
+from listserv.mail.templates import render_mail
 from moderation.words import first_written_line, read_decision, read_line
 
 NOTICE_SUBJECT = "[peace] Held for your decision: Water"

@@ -158,8 +158,8 @@ def run_pipeline(site, raw: bytes | str, now: datetime, rcpts: list[str],
                  mail_from: str = "someone@example.org") -> None:
     """Store a message as intake does and run the real pipeline on it, with the
     handlers `listserv serve` wires for this site's role."""
-    from listserv.incoming import Extensions, process_received
-    from listserv.intake import store_incoming
+    from listserv.intake.pipeline import Extensions, process_received
+    from listserv.intake.smtp import store_incoming
     from relays.serving import relay_extensions
 
     if isinstance(raw, str):
@@ -207,7 +207,7 @@ def signed_publication(now: datetime, payload: dict, *, to: str = "relay-a",
                        secret: str = SECRET, sender: str = HUB_DOMAIN, trace=(),
                        at: datetime | None = None) -> bytes:
     """A publication message as the hub sends it to relay `to`."""
-    from listserv.mail import to_bytes
+    from listserv.mail.message import to_bytes
     from relays.federation import federation_message, new_envelope
 
     body = {"publication": {"key": payload["key"], "kind": payload["kind"],

@@ -9,7 +9,7 @@ import pytest
 from helpers import listserv
 from relaykit import write_relay_site
 
-from listserv.cli import cli
+from listserv.cli.main import cli
 from relays.cli import COMMANDS
 
 

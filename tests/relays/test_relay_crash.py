@@ -9,10 +9,18 @@ from datetime import datetime, timezone
 
 from helpers import Server, free_port, send_mail
 from pypdf import PdfReader
-from relaykit import (HUB_DOMAIN, SECRET, make_hub, query, signed_publication,
-                      whatsnew_payload, wait_until, write_relay_site)
+from relaykit import (
+    HUB_DOMAIN,
+    SECRET,
+    make_hub,
+    query,
+    signed_publication,
+    wait_until,
+    whatsnew_payload,
+    write_relay_site,
+)
 
-from listserv.site import Site
+from listserv.site.folder import Site
 from relays.hub import add_relay
 
 POSTAL = 2400  # enough labels (100 A4 sheets) that building the batch takes a while

@@ -11,10 +11,10 @@ import pytest
 from helpers import listserv
 from relaykit import HUB_DOMAIN, SECRET, signed_publication, whatsnew_payload, write_relay_site
 
-from listserv.incoming import Extensions, process_received
-from listserv.intake import store_incoming
-from listserv.mail import to_bytes
-from listserv.site import Site
+from listserv.intake.pipeline import Extensions, process_received
+from listserv.intake.smtp import store_incoming
+from listserv.mail.message import to_bytes
+from listserv.site.folder import Site
 from relays.federation import canonical
 from relays.serving import relay_extensions
 
@@ -153,7 +153,7 @@ def test_during_a_rotation_both_secrets_verify_and_afterwards_the_old_one_does_n
 
 
 def test_a_refused_message_is_never_answered(relay, now, sink):
-    from listserv.delivery import deliver_pending
+    from listserv.delivery.engine import deliver_pending
     deliver(relay, publication_mail(now, secret="wrong secret, long enough"), now)
     deliver_pending(relay, now)
     assert sink.caught == []

@@ -11,11 +11,20 @@ from datetime import timedelta
 
 import pytest
 from helpers import listserv
-from relaykit import (HUB_DOMAIN, SECRET, add_recipients, outgoing, receive, run_pipeline,
-                      store_publication, whatsnew_payload, write_relay_site)
+from relaykit import (
+    HUB_DOMAIN,
+    SECRET,
+    add_recipients,
+    outgoing,
+    receive,
+    run_pipeline,
+    store_publication,
+    whatsnew_payload,
+    write_relay_site,
+)
 
-from listserv import forums, members
-from listserv.site import Site
+from listserv.site import forums, members
+from listserv.site.folder import Site
 from relays import dispatch, hub, translation
 
 NEW_SECRET_LINE = SECRET + "\n"

@@ -9,11 +9,17 @@ import re
 from datetime import timedelta
 
 import pytest
-from relaykit import (add_recipients, body_text, receive, run_pipeline, whatsnew_payload,
-                      write_relay_site)
+from relaykit import (
+    add_recipients,
+    body_text,
+    receive,
+    run_pipeline,
+    whatsnew_payload,
+    write_relay_site,
+)
 
-from listserv.delivery import deliver_pending
-from listserv.site import Site
+from listserv.delivery.engine import deliver_pending
+from listserv.site.folder import Site
 from relays import dispatch, translation
 
 BUDGET = 2000

@@ -14,7 +14,7 @@ from helpers import listserv
 from pypdf import PdfReader
 from relaykit import add_recipients, receive, whatsnew_payload, write_relay_site
 
-from listserv.site import Site
+from listserv.site.folder import Site
 from relays import dispatch, postal, sheets, translation
 
 FRENCH = ("[1] Quoi de neuf n° 17\n[3] =\n[4] Un nouveau puits à Kayes\n"

@@ -23,11 +23,10 @@ from datetime import datetime, timezone
 import pytest
 from helpers import Server, free_port, listserv, send_mail
 from pypdf import PdfReader
-from relaykit import (HUB_DOMAIN, add_recipients, body_text, make_hub, make_relay, query,
-                      wait_until)
+from relaykit import HUB_DOMAIN, add_recipients, body_text, make_hub, make_relay, query, wait_until
 
-from listserv.mail import to_bytes
-from listserv.site import Site
+from listserv.mail.message import to_bytes
+from listserv.site.folder import Site
 from relays.hub import add_relay
 
 FRENCH = {"A seed fair in Thiès": "Une foire aux semences à Thiès",

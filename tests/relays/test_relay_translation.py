@@ -8,11 +8,17 @@ from datetime import timedelta
 
 import pytest
 from helpers import listserv
-from relaykit import (add_recipients, body_text, receive, run_pipeline, whatsnew_payload,
-                      write_relay_site)
+from relaykit import (
+    add_recipients,
+    body_text,
+    receive,
+    run_pipeline,
+    whatsnew_payload,
+    write_relay_site,
+)
 
-from listserv.delivery import deliver_pending
-from listserv.site import Site
+from listserv.delivery.engine import deliver_pending
+from listserv.site.folder import Site
 from relays import translation
 from relays.sheets import read_reply
 from relays.translation import segments_of

@@ -11,11 +11,11 @@ from datetime import datetime, timezone
 
 from helpers import listserv
 
-from listserv import forums, members
-from listserv.init import DEMO_FORUMS, add_demo, init_site, render_config
-from listserv.resources import shipped_dir
-from listserv.settings import load_settings
-from listserv.site import Site
+from listserv.site import forums, members
+from listserv.site.folder import Site
+from listserv.site.init import DEMO_FORUMS, add_demo, init_site, render_config
+from listserv.site.resources import shipped_dir
+from listserv.site.settings import load_settings
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 

@@ -12,8 +12,8 @@ import pytest
 from helpers import listserv
 
 from listserv.errors import ConfigError
-from listserv.resources import shipped_dir
-from listserv.settings import SECTIONS, Settings, load_settings
+from listserv.site.resources import shipped_dir
+from listserv.site.settings import SECTIONS, Settings, load_settings
 
 SHIPPED = shipped_dir("config") / "listserv.toml"
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from listserv import store
+from listserv.site import store
 
 
 def test_an_older_database_is_migrated_in_order_when_opened(tmp_path):
