@@ -29,8 +29,8 @@ from listserv.addresses import domain_of, normalise
 from listserv.commands import Command, parse_commands, subscribe_options
 from listserv.distribution import list_headers
 from listserv.errors import TokenError
-from listserv.mail import text_body
 from listserv.queue import batch_size, enqueue_select, queue_message, store_body
+from listserv.replies import body_of
 from listserv.tokens import issue_token, peek_token, use_token
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def handle_request(db, site, row, parsed, now: datetime, kind: str = "request") 
     if sender is None:
         return
     address = sender[1]
-    commands, unknown = parse_commands(parsed.subject, text_body(parsed.message))
+    commands, unknown = parse_commands(parsed.subject, body_of(parsed.message))
     if kind == "join":
         commands = [c for c in commands if c.name == "subscribe"][:1] or \
             [Command("subscribe", [], "subscribe")]

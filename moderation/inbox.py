@@ -23,8 +23,8 @@ import authres
 
 from listserv.errors import TokenError
 from listserv.forums import is_facilitator
-from listserv.mail import text_body
 from listserv.notify import send_template
+from listserv.replies import body_of
 from listserv.tokens import peek_token, use_token
 from moderation import holds, requests
 from moderation.decisions import carry_out
@@ -150,7 +150,7 @@ def handle_decision_mail(db, site, forum: dict, token: str, parsed, message_row_
                     message_row_id, sender, what["kind"], what["id"])
         answer("expired", what=what)
         return True
-    reading = read_decision(parsed.subject, text_body(parsed.message, limit=50_000))
+    reading = read_decision(parsed.subject, body_of(parsed.message, limit=50_000))
     if reading.decision is None:
         log.info("message %s: no decision found in %s's reply (%s)", message_row_id, sender,
                  reading.problem)
