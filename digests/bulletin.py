@@ -31,7 +31,7 @@ from listserv.delivery.queue import batch_size, enqueue_select, queue_message, s
 from listserv.errors import TokenError
 from listserv.intake.commands import Command, parse_commands, subscribe_options
 from listserv.mail.addresses import domain_of, normalise
-from listserv.mail.message import text_body
+from listserv.mail.replies import body_of
 from listserv.mail.tokens import issue_token, peek_token, use_token
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def handle_request(db, site, row, parsed, now: datetime, kind: str = "request",
     if sender is None:
         return
     address = sender[1]
-    commands, unknown = parse_commands(parsed.subject, text_body(parsed.message))
+    commands, unknown = parse_commands(parsed.subject, body_of(parsed.message))
     if kind == "join":
         commands = [c for c in commands if c.name == "subscribe"][:1] or \
             [Command("subscribe", [], "subscribe")]

@@ -22,7 +22,8 @@ from digests.mailing import render_for, send, site_address
 from digests.reports import mentioned_ref, read_report
 from digests.slots import iso
 from listserv.errors import ListservError, NotFound
-from listserv.mail.message import LOOP_HEADER, Parsed, text_body
+from listserv.mail.message import LOOP_HEADER, Parsed
+from listserv.mail.replies import body_of
 from listserv.site.forums import PATHS
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def handle_report(db, site, row: dict, parsed: Parsed | None, now: datetime) -> 
         log.info("message %s to whatsnew comes from this site; ignored", row["id"])
         return
     name, reporter = parsed.sender
-    report = read_report(parsed.subject, text_body(parsed.message), site.settings.site.languages)
+    report = read_report(parsed.subject, body_of(parsed.message), site.settings.site.languages)
     if not report["text"] and not report["title"]:
         log.info("message %s to whatsnew from %s is empty; not recorded", row["id"], reporter)
         return
@@ -189,8 +190,10 @@ def record_report(db, site, fields: dict, reporter: str, name: str, message_row_
 
 def update_report(db, site, initiative: dict, fields: dict, message_row_id: int,
                   now: datetime) -> dict:
-    """The reporter's correction: new fields where given; an accepted report not
-    yet published stays accepted only if its reporter needs no review."""
+    """The reporter's correction merges, never wipes: each field it gives
+    replaces that field, new text replaces the text, and a correction of
+    field lines only keeps the text (and its language). An accepted report
+    not yet published stays accepted only if its reporter needs no review."""
     changes = {key: value for key, value in fields.items() if value}
     if not fields["text"]:  # a few corrected lines: the language stays what it was
         changes.pop("language", None)

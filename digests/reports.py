@@ -3,8 +3,11 @@
 Pure functions over strings. The subject is the title (a `Title:` line may say
 it instead); the body gives a few lines, with optional `Link:`, `Region:`,
 `Forum:`, `Language:`, `When:` (and `Path:`) lines, written in any of the site's languages (`Lien:`, `Región:`,
-`Idioma:`, `Quando:`...), with or without accents or bold stars. Quoted
-replies, reply headers and signatures are not read (commands.top_lines).
+`Idioma:`, `Quando:`...), with or without accents or bold stars. Only what
+the person wrote is read (the reply reader, listserv/mail/replies.py, with
+closing courtesies): quoted replies, reply headers, signatures, phone
+sign-offs ("Sent from my iPhone"), an opening greeting and a closing
+"Thanks, Ana" are not part of the report.
 When no `Link:` line is given, the first web address in the text is the
 link; when no `Language:` line is given, the language is guessed from
 common words, else left to the caller. Reads and writes nothing.
@@ -104,7 +107,7 @@ def read_report(subject: str, body: str, languages: tuple[str, ...]) -> dict:
     fields = {"link": "", "region": "", "forum": "", "language": "", "when": "", "path": "",
               "title": ""}
     kept = []
-    for line in top_lines(body):
+    for line in top_lines(body, closing=True):
         match = _FIELD_LINE.match(line)
         name = FIELDS.get(fold(match.group(1))) if match else None
         if name and not fields[name]:

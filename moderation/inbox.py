@@ -9,7 +9,9 @@ on, a trusted receiving host's Authentication-Results header says DKIM (or
 DMARC) passed for the From domain. The decision word is read by words.py.
 A reply that fails a check changes nothing, is logged, and is answered
 (the answer goes to the From address, which either is the facilitator or
-holds a token only facilitators were sent). A decided hold is answered with
+holds a token only facilitators were sent). A valid token from an address
+that is not a facilitator's changes nothing and the facilitators are told,
+once per held item and address, in their language, who tried. A decided hold is answered with
 who decided it and when. Writes the token's `used_at` and, through
 decisions.py and requests.py, the decision itself.
 """
@@ -23,9 +25,11 @@ import authres
 
 from listserv.delivery.notify import send_template
 from listserv.errors import TokenError
-from listserv.mail.message import text_body
+from listserv.mail.message import clean_header_value
+from listserv.mail.replies import body_of
 from listserv.mail.tokens import peek_token, use_token
-from listserv.site.forums import is_facilitator
+from listserv.site import members
+from listserv.site.forums import facilitators, is_facilitator
 from moderation import holds, requests
 from moderation.decisions import carry_out
 from moderation.holds import HoldError
@@ -130,6 +134,7 @@ def handle_decision_mail(db, site, forum: dict, token: str, parsed, message_row_
         log.warning("message %s: %s is not a facilitator of %s; decision refused",
                     message_row_id, sender, forum["slug"])
         answer("not-facilitator", address=sender)
+        tell_facilitators(db, site, forum, row, parsed, message_row_id, now)
         return True
     settings = site.settings.moderation
     if settings.require_authentication and not authenticated(parsed, sender,
@@ -150,13 +155,39 @@ def handle_decision_mail(db, site, forum: dict, token: str, parsed, message_row_
                     message_row_id, sender, what["kind"], what["id"])
         answer("expired", what=what)
         return True
-    reading = read_decision(parsed.subject, text_body(parsed.message, limit=50_000))
+    reading = read_decision(parsed.subject, body_of(parsed.message, limit=50_000))
     if reading.decision is None:
         log.info("message %s: no decision found in %s's reply (%s)", message_row_id, sender,
                  reading.problem)
         answer(reading.problem, what=what)
         return True
     return decide(db, site, answer, what, token, reading, sender, message_row_id, now)
+
+
+def tell_facilitators(db, site, forum: dict, row: dict, parsed, message_row_id: int,
+                      now: datetime) -> int:
+    """Tell each facilitator, in their language, that a non-facilitator used a
+    valid decision token; once per facilitator, held item and address.
+    Returns how many were told now."""
+    try:
+        what = target_of(db, row["data"])
+    except Exception:  # the item is gone: nothing left to protect
+        return 0
+    name, sender = parsed.sender
+    tried = read_decision(parsed.subject, body_of(parsed.message, limit=50_000)).decision
+    told = 0
+    for address in facilitators(db, forum["id"]):
+        member = members.find(db, forum["id"], address)
+        told += send_template(
+            db, site, "moderation-decision-refused.txt", to=address,
+            language=member["language"] if member else forum["language"],
+            ref=f"decision-refused:{what['kind']}:{what['id']}:{sender}", now=now,
+            forum=forum, what=what, address=sender, sender_name=clean_header_value(name, 80),
+            decision=tried or "", at=when(now))
+    if told:
+        log.warning("message %s: facilitators of %s told that %s tried to decide %s %s",
+                    message_row_id, forum["slug"], sender, what["kind"], what["id"])
+    return told
 
 
 def decide(db, site, answer: Answer, what: dict, token: str, reading, sender: str,

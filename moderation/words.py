@@ -3,14 +3,14 @@
 A decision is a word at the start of the reply's subject (after any "Re:",
 "AW:", "TR:"...) or of the first line the facilitator wrote in the body:
 `approve`, `reject [reason]`, `discard`, `accept-always`, `ban`, or the same
-in French, Spanish or Portuguese. Only the reply's own text counts: quoted
-lines ("> ..."), the attribution line before them ("On ... wrote:", also
-wrapped over two lines as Gmail does, or quoted as Apple Mail does), an
-Outlook or phone client's unquoted copy below a separator ("From: ... Sent:",
-"-----Original Message-----", "-------- Original message --------"), and the
-signature are never read, so "reject" typed above a quoted notice that says
-"approve" rejects. The first line written is the only one read: when it is
-not a decision, there is none. Pure functions; reads and writes nothing.
+in French, Spanish or Portuguese. Only the reply's own text counts, as the
+reply reader (listserv/mail/replies.py) finds it: quoted lines, attribution
+lines, an Outlook or phone client's unquoted copy below a separator or a
+header block, and the signature are never read, so "reject" typed above a
+quoted notice that says "approve" rejects, and a decision written below the
+quote (bottom-posting) is read. The first line written is the only one
+read: when it is not a decision, there is none. Pure functions; reads and
+writes nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from listserv.intake.commands import fold
-
-MAX_LINES = 400
+from listserv.mail.replies import fold, read_text
 
 # Folded (lower case, no accents) words -> decision.
 WORDS: dict[str, str] = {}
@@ -55,15 +53,6 @@ PAIRS = {("accept", "always"), ("always", "accept"), ("accepter", "toujours"),
 
 _PREFIX = re.compile(r"^\s*((re|aw|sv|vs|fw|fwd|tr|rv|enc|res|r[ée]f|r[ée]p|rif|wg|antw|odp|r)"
                      r"\.?\s*(\[\d+\]|\(\d+\))?\s*:\s*)+", re.IGNORECASE)
-_ATTRIBUTION_END = re.compile(r"(wrote|writes|a ecrit|escribio|escreveu|schrieb|scrive)"
-                              r"\s*:\s*$")
-_ATTRIBUTION_START = re.compile(r"^(on|le|el|em|am|il|op)\s")
-_SEPARATOR = re.compile(
-    r"^(-{2,}\s*(original message|message d'origine|mensaje original|mensagem original|"
-    r"forwarded message|message transfere|mensaje reenviado|mensagem encaminhada|"
-    r"original-nachricht)\s*-{2,}|_{8,}|-{8,}|begin forwarded message:?|"
-    r"(from|de|von|da|envoye|sent|enviado)\s*:\s.*)$")
-_SIGNATURE = re.compile(r"^--\s*$")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 
 
@@ -103,49 +92,10 @@ def subject_text(subject: str) -> str:
 
 
 def first_written_line(body: str) -> str | None:
-    """The first line of the reply's own text, or None when it wrote nothing
-    above (or below) the quoted message."""
-    lines = body.translate(_INVISIBLE).replace("\u00a0", " ").splitlines()[:MAX_LINES]
-    index = 0
-    while index < len(lines):
-        line = lines[index].strip()
-        index += 1
-        if not line or line.startswith((">", "|")):
-            continue
-        folded = fold(line)
-        if _SIGNATURE.match(line) or _SEPARATOR.match(folded):
-            return None
-        end = _attribution_end(lines, index - 1)
-        if end is not None:
-            if not _next_is_quoted(lines, end + 1):
-                return None  # an unquoted copy follows: nothing below it is the reply
-            index = end + 1
-            continue
-        return line
-    return None
-
-
-def _attribution_end(lines: list[str], start: int) -> int | None:
-    """The index of the line that ends the attribution beginning at `start`."""
-    first = fold(lines[start].strip())
-    if _ATTRIBUTION_END.search(first):
-        return start
-    if not _ATTRIBUTION_START.match(first):
-        return None
-    for index in range(start + 1, min(start + 3, len(lines))):
-        following = fold(lines[index].strip())
-        if not following or following.startswith(">"):
-            return None
-        if _ATTRIBUTION_END.search(following):
-            return index
-    return None
-
-
-def _next_is_quoted(lines: list[str], start: int) -> bool:
-    for line in lines[start:start + 5]:
-        if line.strip():
-            return line.strip().startswith(">")
-    return False
+    """The first line of the reply's own text (above, between or below the
+    quote, as the reply reader finds it), or None when it wrote nothing."""
+    lines = read_text(body).lines
+    return lines[0] if lines else None
 
 
 def read_decision(subject: str, body: str) -> Reading:

@@ -18,7 +18,8 @@ from datetime import datetime
 
 from listserv.delivery.queue import queue_message
 from listserv.intake.commands import parse_commands
-from listserv.mail.message import Parsed, clean_header_value, compose, text_body, to_bytes
+from listserv.mail.message import Parsed, clean_header_value, compose, to_bytes
+from listserv.mail.replies import body_of
 from listserv.mail.templates import render_mail
 from relays.render import find_item, load_view, wrap
 
@@ -152,7 +153,7 @@ def answer_commands(db, site, row: dict, parsed: Parsed | None, now: datetime) -
     address = parsed.sender[1]
     if address.endswith("@" + site.settings.domain.lower()):
         return
-    commands, _unknown = parse_commands(parsed.subject, text_body(parsed.message))
+    commands, _unknown = parse_commands(parsed.subject, body_of(parsed.message))
     language, budget = reader(db, site, address)
     for command in commands:
         if command.language and not db.execute(

@@ -3,15 +3,22 @@
 A sheet lists segments as `[N]` lines followed by the text to translate. A
 reply keeps the numbers: each `[N]` at the start of a line begins the
 translation of segment N, which runs until the next number (`[N] =` means
-"the same as the original"). Quoted lines (`>`) are not read, except that a
-quoted `[N]` followed by unquoted text (a reply written between the quoted
-segments) counts as segment N. Reading stops at a signature (`-- `) or a
-forwarded original; an attribution line ("... wrote:") ends the current
-segment. `apply_reply` fills the segments and the memory in one
-transaction and says what was accepted, what is missing, what came back
-unchanged and which numbers are not on the sheet; `handle_sheet_mail`
-answers the translator with that. The operator's `translation submit` uses
-the same reader. Writes `translation_segments`, `translation_memory`,
+"the same as the original", a name say: the translator's word, remembered
+so that it is not asked again). Only what the translator wrote is read, as
+the reply reader (listserv/mail/replies.py) finds it: no quoted lines,
+attribution lines, forwarded or unquoted originals, signatures (with or
+without `-- `) or closing courtesies ("Merci, Marie"). Only numbered
+segments are taken: text before the first number is not read, and the
+segment written last keeps no more paragraphs than its source has, so what
+follows it is not taken. A quoted `[N]` followed by unquoted text (a reply
+written between the quoted segments) counts as segment N. A segment that
+looks unchanged from its source (case, spacing and punctuation aside)
+without `=` is not a translation: it stays open and is not remembered.
+`apply_reply` fills the segments and the memory in one transaction and
+says what was accepted, what is missing, what came back unchanged and
+which numbers are not on the sheet; `handle_sheet_mail` answers the
+translator with that. The operator's `translation submit` uses the same
+reader. Writes `translation_segments`, `translation_memory`,
 `translation_sheets`; answers through notify.
 """
 
@@ -24,59 +31,45 @@ from datetime import datetime
 
 from listserv.delivery.notify import send_template
 from listserv.errors import ListservError, NotFound, TokenError
-from listserv.mail.message import Parsed, text_body
+from listserv.mail.message import Parsed
+from listserv.mail.replies import body_of, read_text
 from listserv.mail.tokens import peek_token
 from relays.translation import complete_if_done, normalise, remember, sheet_context
 
 log = logging.getLogger(__name__)
 
 _MARK = re.compile(r"^\s*\[(\d{1,4})\]\s?(.*)$")
-_QUOTED_MARK = re.compile(r"^\s*>[>\s]*\[(\d{1,4})\]")
-_ATTRIBUTION = re.compile(r"(wrote|a écrit|a ecrit|escribió|escribio|escreveu|schrieb)\s*:\s*$",
-                          re.IGNORECASE)
-_FORWARDED = re.compile(r"^\s*(-{2,}\s*(original message|message d'origine|mensaje original|"
-                        r"mensagem original|forwarded message)\s*-{2,}|_{8,}|"
-                        r"begin forwarded message:?)\s*$", re.IGNORECASE)
-_SIGNATURE = re.compile(r"^--\s*$")
+_PARAGRAPHS = re.compile(r"\n[ \t]*\n")
 MAX_LINES = 5000
 
 
 @dataclass
 class Reply:
-    """What a reply holds, by segment number."""
+    """What a reply holds, by segment number; `last` is the segment written last."""
 
     texts: dict[int, str] = field(default_factory=dict)
     same: set[int] = field(default_factory=set)
+    last: int | None = None
 
 
 def read_reply(body: str) -> Reply:
     """The numbered translations in a reply (see the module's docstring)."""
     reply = Reply()
-    current: int | None = None
     typed: set[int] = set()  # numbers the translator wrote unquoted
     lines: dict[int, list[str]] = {}
-    for raw in body.replace("\r\n", "\n").split("\n")[:MAX_LINES]:
-        line = raw.rstrip()
-        if _SIGNATURE.match(line) or _FORWARDED.match(line):
-            break
-        quoted = _QUOTED_MARK.match(line)
-        if quoted:
-            number = int(quoted.group(1))
-            current = number if number not in typed else None
-            continue
-        if line.lstrip().startswith(">"):
-            continue
-        if _ATTRIBUTION.search(line):
-            current = None
-            continue
-        mark = _MARK.match(line)
-        if mark:
-            current = int(mark.group(1))
-            typed.add(current)
-            lines[current] = [mark.group(2)]
-            continue
-        if current is not None:
-            lines.setdefault(current, []).append(line)
+    for block in read_text(body, closing=True, max_lines=MAX_LINES).blocks:
+        current = _answered(block.quoted, typed)
+        for line in block.lines:
+            mark = _MARK.match(line)
+            if mark:
+                current = int(mark.group(1))
+                typed.add(current)
+                lines[current] = [mark.group(2)]
+            elif current is not None:
+                lines.setdefault(current, []).append(line)
+            else:
+                continue
+            reply.last = current
     for number, chunk in lines.items():
         text = re.sub(r"\n{3,}", "\n\n", "\n".join(chunk)).strip()
         if text == "=":
@@ -84,6 +77,32 @@ def read_reply(body: str) -> Reply:
         elif text:
             reply.texts[number] = text
     return reply
+
+
+def _answered(quoted: tuple[str, ...], typed: set[int]) -> int | None:
+    """The segment a block written under a quoted `[N]` answers, if any."""
+    for line in reversed(quoted):
+        mark = _MARK.match(line)
+        if mark:
+            number = int(mark.group(1))
+            return number if number not in typed else None
+    return None
+
+
+def looks_unchanged(text: str, source: str) -> bool:
+    """True when a 'translation' is the source again (case, spacing and
+    punctuation aside)."""
+    def key(value: str) -> str:
+        return re.sub(r"[\W_]+", "", normalise(value).casefold())
+    return key(text) == key(source)
+
+
+def within_source(text: str, source: str) -> str:
+    """The last segment's text without paragraphs beyond the source's count:
+    what follows the last segment is not its translation."""
+    wanted = len([p for p in _PARAGRAPHS.split(source.strip()) if p.strip()]) or 1
+    kept = [p for p in _PARAGRAPHS.split(text.strip()) if p.strip()][:wanted]
+    return "\n\n".join(kept)
 
 
 @dataclass
@@ -124,8 +143,13 @@ def apply_reply(db, site, sheet_id: int, body: str, by: str, now: datetime) -> O
         if row is None or number not in on_sheet:
             outcome.unknown.append(number)
             continue
-        text = row["source"] if number in reply.same else reply.texts[number]
-        if number not in reply.same and normalise(text) == normalise(row["source"]):
+        if number in reply.same:  # "[N] =": the translator says it stays as it is
+            text = row["source"]
+        else:
+            text = reply.texts[number]
+            if number == reply.last:
+                text = within_source(text, row["source"])
+        if number not in reply.same and looks_unchanged(text, row["source"]):
             outcome.unchanged.append(number)
             continue
         db["translation_segments"].update(row["id"], {
@@ -162,7 +186,7 @@ def handle_sheet_mail(db, site, row: dict, parsed: Parsed | None, code: str,
         log.info("message %s: sheet code refused: %s", row["id"], error)
         return
     sender = parsed.sender[1]
-    outcome = apply_reply(db, site, sheet_id, text_body(parsed.message), sender, now)
+    outcome = apply_reply(db, site, sheet_id, body_of(parsed.message), sender, now)
     publication = db["relay_publications"].get(outcome.sheet["publication_id"])
     context = sheet_context(db, outcome.sheet, publication)
     send_template(db, site, "translation-reply.txt", to=sender,

@@ -1,7 +1,9 @@
 """Command mail: FORUM-request, -join, -leave and -confirm+TOKEN.
 
-Reads the commands of a message (subject, then the top of the body, one per
-line; quoted text, reply headers and signatures are not read), carries them
+Reads the commands of a message (subject, then what the person wrote in the
+body, one per line, as the reply reader (replies.py) finds it above, between
+or below the quote; quoted text, reply headers and signatures are not
+read), carries them
 out, and answers once, in the member's language, with each command and its
 result. Command words are English, with the natural French, Spanish and
 Portuguese ones accepted too (`aide`, `ayuda`, `ajuda`, `abonner`...).
@@ -14,8 +16,6 @@ anyone but one plain mailbox.
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +24,8 @@ from listserv.delivery.notify import send_template, send_text
 from listserv.errors import ListservError
 from listserv.intake import subscriptions
 from listserv.intake.subscriptions import result_row
-from listserv.mail.message import Parsed, clean_header_value, text_body
+from listserv.mail.message import Parsed, clean_header_value
+from listserv.mail.replies import body_of, fold, read_text
 from listserv.site import members
 
 log = logging.getLogger(__name__)
@@ -66,26 +67,12 @@ MODES = {"each": "each", "all": "each", "chaque": "each", "cada": "each", "tous"
 PROFILES = {"email": "email", "full": "email", "complet": "email", "completo": "email",
             "lowband": "lowband", "text": "lowband", "texte": "lowband", "texto": "lowband"}
 
-_QUOTE_HEADER = re.compile(r"(wrote|a ecrit|escribio|escreveu|schrieb)\s*:\s*$")
-_SEPARATOR = re.compile(
-    r"^(-{2,}\s*(original message|message d'origine|mensaje original|mensagem original|"
-    r"forwarded message|message transfere|mensaje reenviado|mensagem encaminhada)\s*-{2,}"
-    r"|_{8,}|begin forwarded message:?|(from|de|von)\s?:\s.*)$")
-_SIGNATURE = re.compile(r"^--\s*$")
-
-
 @dataclass
 class Command:
     name: str
     args: list[str] = field(default_factory=list)
     line: str = ""
     language: str | None = None
-
-
-def fold(text: str) -> str:
-    """Lower case without accents, for matching command words."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    return "".join(ch for ch in text if not unicodedata.combining(ch))
 
 
 def _word(word: str) -> str:
@@ -111,20 +98,10 @@ def read_command(line: str) -> Command | None:
     return Command(known[0], words[1:], clean_header_value(line, 100), known[1])
 
 
-def top_lines(body: str) -> list[str]:
-    """The lines a person wrote on top: quotes, reply headers and signatures cut."""
-    lines = []
-    for raw in body.splitlines()[:MAX_LINES]:
-        line = raw.strip()
-        if _SIGNATURE.match(line):
-            break
-        folded = fold(line)
-        if _SEPARATOR.match(folded) or _QUOTE_HEADER.search(folded):
-            break
-        if not line or line.startswith(">") or line.startswith("|"):
-            continue
-        lines.append(line)
-    return lines
+def top_lines(body: str, closing: bool = False) -> list[str]:
+    """The lines a person wrote (above, between or below the quote), as the
+    reply reader finds them: quotes, reply headers and signatures cut."""
+    return read_text(body, closing=closing).lines[:MAX_LINES]
 
 
 def parse_commands(subject: str, body: str) -> tuple[list[Command], list[str]]:
@@ -320,7 +297,7 @@ def handle_request(db, site, forum: dict, kind: str, parsed: Parsed, message_row
     if sender is None:
         return
     name, address = sender
-    commands, unknown = parse_commands(parsed.subject, text_body(parsed.message))
+    commands, unknown = parse_commands(parsed.subject, body_of(parsed.message))
     if kind == "join":
         wanted = [c for c in commands if c.name == "subscribe"]
         commands, unknown = wanted[:1] or [Command("subscribe", [], "subscribe")], []

@@ -162,6 +162,12 @@ def moderation_samples(base: dict) -> dict[str, list[dict]]:
         "moderation-request.txt": [{**base, "request": request, "decide": decide},
                                    {**base, "request": {**request, "name": "", "charter": ""},
                                     "decide": None}],
+        "moderation-decision-refused.txt": [
+            {**base, "what": what, "address": "zoe@example.net", "sender_name": "Zoe",
+             "decision": "approve", "at": "2026-11-23 09:00 UTC"},
+            {**base, "what": {**what, "kind": "request", "subject": ""},
+             "address": "zoe@example.net", "sender_name": "", "decision": "",
+             "at": "2026-11-23 09:00 UTC"}],
         "moderation-request-refused.txt": [
             {**base, "reason": "Not a farmer", "expired": False, "days": 3},
             {**base, "reason": "", "expired": True, "days": 14}],
