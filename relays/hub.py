@@ -149,11 +149,35 @@ def send_publications(db, site, now: datetime, limit: int = 20) -> int:
     return queued
 
 
+def with_full_texts(db, site, payload: dict) -> dict:
+    """The payload as relays get it: each What's New item trimmed for the bulletin
+    also carries its whole text (`full`), so a relay's `get` and its printed
+    copy can give it, and `item_length` says how the bulletin trims."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("sections"), list):
+        return payload
+    refs = {}
+    for section in payload["sections"]:
+        for item in (section.get("items") or []) if isinstance(section, dict) else []:
+            ref = str(item.get("ref") or "") if isinstance(item, dict) else ""
+            if ref.startswith("INIT-") and ref[5:].isdigit():
+                refs[int(ref[5:])] = item
+    if refs:
+        for number, text in db.execute(
+                "SELECT id, text FROM initiatives WHERE id IN (SELECT value FROM json_each(?))",
+                [json.dumps(list(refs))]):
+            whole = (text or "").replace("\r\n", "\n").strip()
+            if whole and " ".join(whole.split()) != " ".join(str(refs[number].get("text")
+                                                                  or "").split()):
+                refs[number]["full"] = whole
+        payload.setdefault("item_length", site.settings.whatsnew.item_length)
+    return payload
+
+
 def send_publication(db, site, relay: dict, publication: dict, now: datetime) -> None:
     """One publication to one relay: the send row and the signed message, together."""
     secret = read_secrets(Path(relay["secret_file"]))[0]
     try:
-        payload = json.loads(publication["payload"])
+        payload = with_full_texts(db, site, json.loads(publication["payload"]))
     except ValueError:
         payload = {"text": str(publication["payload"])}
     body = {"publication": {

@@ -154,7 +154,9 @@ def files_for(db, site, batch: dict) -> dict[str, bytes]:
     title, body = render_mail(site.active_templates, "postal-master.txt", batch["language"],
                               site={"name": site.settings.site.name,
                                     "domain": site.settings.domain},
-                              commands=f"listserv@{site.settings.domain}", view=view)
+                              commands=f"listserv@{site.settings.domain}", view=view,
+                              postal=", ".join(address_lines(
+                                  site.settings.relay.postal_return_address)))
     footer = f"{site.settings.site.name} - {publication['key']} - {batch['language']}"
     return {"master.pdf": master_pdf(title, body, footer), "labels.pdf": labels_pdf(labels),
             "manifest.csv": manifest_csv(labels, batch["id"], publication["key"],

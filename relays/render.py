@@ -7,7 +7,9 @@ original, marked with the original's language when a translation was due
 and did not come. `assign_refs` gives every item, and every web link in a
 text, a short reference (`L12`) kept in `relay_links`, the same for every
 language and every rendering, so a reader can ask for it with `get L12`.
-`wrap` wraps text at 72 columns. Pure functions apart from `assign_refs`
+An item the hub sent with its whole text (`full`) shows trimmed as in the
+bulletin (`text`) and whole where a reader asks for it or on paper
+(`full`). `wrap` wraps text at 72 columns. Pure functions apart from `assign_refs`
 and `load_view` (reads segments, writes `relay_links`).
 """
 
@@ -17,7 +19,8 @@ import json
 import re
 import textwrap
 
-from relays.translation import DONE, sections_of
+from digests.whatsnew import trim
+from relays.translation import DONE, item_text, sections_of
 
 WIDTH = 72
 URL = re.compile(r"https?://[^\s<>\"'\])]+", re.IGNORECASE)
@@ -44,7 +47,7 @@ def assign_refs(db, publication_id: int, payload: dict, extra_texts=()) -> dict:
         link = str(item.get("link") or "").strip()
         if link:
             wanted.append((path, link))
-        for key in ("title", "text"):
+        for key in ("title", "text", "full"):
             wanted += [(path, url) for url in find_urls(str(item.get(key) or ""))]
     for path, text in extra_texts:  # translations may carry links of their own
         wanted += [(path, url) for url in find_urls(text)]
@@ -107,12 +110,17 @@ def localise(payload: dict, publication: dict, language: str, segments: dict[str
                 continue
             path = f"sections.{i}.items.{j}"
             view = {key: str(item.get(key) or "") for key in ITEM_KEYS}
+            whole = field(f"{path}.text", item_text(item))
             view.update({"title": field(f"{path}.title", item.get("title")),
-                         "text": field(f"{path}.text", item.get("text")),
+                         "text": dict(whole), "full": whole, "trimmed": False,
                          "link": str(item.get("link") or "").strip(),
                          "more": refs.get((path, ""), ""), "path_in_payload": path})
             view["link_ref"] = refs.get((path, view["link"]), "") if view["link"] else ""
-            for key in ("title", "text"):
+            if item.get("full") and whole["text"]:  # the bulletin shows it trimmed
+                length = int(payload.get("item_length") or len(str(item.get("text") or "")))
+                view["text"]["text"] = trim(whole["text"], max(40, length))
+                view["trimmed"] = view["text"]["text"] != " ".join(whole["text"].split())
+            for key in ("title", "text", "full"):
                 view[key]["text"] = replace_urls(view[key]["text"], path, refs)
             items.append(view)
         sections.append({"heading": field(f"sections.{i}.heading", section.get("heading")),

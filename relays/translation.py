@@ -60,6 +60,13 @@ def sections_of(payload: dict) -> list[dict]:
     return [{"heading": "", "items": items}] if isinstance(items, list) else []
 
 
+def item_text(item: dict):
+    """The text of an item to translate: its whole text when the hub sent it
+    (`full`), else the text as printed in the bulletin."""
+    full = item.get("full")
+    return full if isinstance(full, str) and full.strip() else item.get("text")
+
+
 def segments_of(payload: dict, language: str) -> list[Segment]:
     """Every translatable text of a publication, numbered from 1 in reading order."""
     found: list[tuple[str, str, object]] = [("title", language, payload.get("title"))]
@@ -70,8 +77,8 @@ def segments_of(payload: dict, language: str) -> list[Segment]:
             if not isinstance(item, dict):
                 continue
             item_language = str(item.get("language") or language)
-            for key in ("title", "text"):
-                found.append((f"sections.{i}.items.{j}.{key}", item_language, item.get(key)))
+            found.append((f"sections.{i}.items.{j}.title", item_language, item.get("title")))
+            found.append((f"sections.{i}.items.{j}.text", item_language, item_text(item)))
     segments = []
     for path, source_language, text in found:
         if isinstance(text, str) and text.strip():

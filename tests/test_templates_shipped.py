@@ -79,7 +79,8 @@ def relay_samples(base: dict) -> dict[str, list[dict]]:
     entry = {"ref": "INIT-42", "title": field("A new well"), "text": field("Dug by all.", "en"),
              "link": "https://example.org/well", "more": "L1", "link_ref": "L2",
              "region": "Sahel", "path": "geocultural", "forum": "sahel-network",
-             "author": "Ana", "date": "", "when": "", "path_in_payload": "sections.0.items.0"}
+             "author": "Ana", "date": "", "when": "", "path_in_payload": "sections.0.items.0",
+             "full": field("Dug by all, over three months.", "en"), "trimmed": True}
     view = {"key": "whatsnew:17", "kind": "whatsnew", "number": 17, "language": "fr",
             "original_language": "en", "title": field("Quoi de neuf 17"), "forum": "",
             "sections": [{"heading": field("Régions"), "subheading": field("Sahel", "en"),
@@ -112,7 +113,8 @@ def relay_samples(base: dict) -> dict[str, list[dict]]:
         "lowband-get.txt": [{**relay, "found": [hit], "missing": ["L99"], "asked": True},
                             {**relay, "found": [], "missing": ["L99"], "asked": True},
                             {**relay, "found": [], "missing": [], "asked": False}],
-        "postal-master.txt": [{**relay, "view": view}, {**relay, "view": digest}],
+        "postal-master.txt": [{**relay, "view": view, "postal": "Centre, BP 3, Dakar"},
+                              {**relay, "view": digest, "postal": ""}],
         "relay-upstream-refused.txt": [{**base, "subject": "Report", "size": 3000000,
                                         "limit": 2097152}, {**base, "subject": "",
                                                             "size": 3, "limit": 2}],
