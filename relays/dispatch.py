@@ -21,9 +21,9 @@ import json
 import logging
 from datetime import datetime
 
-from listserv.queue import store_body
+from listserv.queue import enqueue, store_body
 from relays import node
-from relays.lowband import lowband_parts
+from relays.lowband import build_part, lowband_plan
 from relays.postal import batch_id, folder_of
 from relays.render import assign_refs, localise, segments_by_path
 from relays.translation import progress
@@ -148,30 +148,28 @@ def finish_if_done(db, site, publication_id: int, now: datetime) -> bool:
 
 def queue_lowband(db, site, publication: dict, view: dict, language: str, budget: int,
                   groups: dict, now: datetime) -> tuple[int, int]:
-    """The copies of one language and budget; returns (messages queued, largest size)."""
-    parts = lowband_parts(site, view, budget, now)
+    """The copies of one language and budget, each addressed to its reader (the
+    text is planned once for the group); returns (messages queued, largest size)."""
+    readers = [row[0] for row in db.execute(
+        f"SELECT address FROM relay_recipients WHERE profile = 'lowband' AND budget = :budget "
+        f"AND {EFFECTIVE} = :language ORDER BY lower(substr(address, instr(address, '@') + 1)), "
+        f"address", {**groups, "budget": budget})]
+    if not readers:
+        return 0, 0
+    plan = lowband_plan(site, view, budget, now, max(readers, key=len))
     sender = f"listserv-bounces@{site.settings.domain}"
     queued, largest = 0, 0
-    for part, data in enumerate(parts, 1):
+    for part, (subject, text) in enumerate(plan, 1):
         ref = f"relay-lowband:{publication['key']}:{language}:{budget}:{part}"
-        body_id = store_body(db, ref, data, now)
-        queued += _enqueue_group(db, ref, body_id, sender, now, language, budget, groups)
-        largest = max(largest, len(data))
+        done = {row[0] for row in db.execute("SELECT recipient FROM deliveries WHERE ref = ?",
+                                             [ref])}
+        for address in readers:
+            if address in done:
+                continue
+            data = build_part(site, to=address, subject=subject, text=text, now=now)
+            queued += enqueue(db, ref, store_body(db, ref, data, now), [address], sender, now)
+            largest = max(largest, len(data))
     return queued, largest
-
-
-def _enqueue_group(db, ref: str, body_id: int, sender: str, now: datetime, language: str,
-                   budget: int, groups: dict) -> int:
-    stamp = now.timestamp()
-    before = db.conn.total_changes
-    db.execute(
-        "INSERT OR IGNORE INTO deliveries (ref, body_id, recipient, domain, sender, next_at, "
-        "created_at) SELECT :ref, :body, address, lower(substr(address, instr(address, '@') "
-        "+ 1)), :sender, :stamp, :stamp FROM relay_recipients WHERE profile = 'lowband' AND "
-        f"budget = :budget AND {EFFECTIVE} = :language ORDER BY 4, address",
-        {**groups, "ref": ref, "body": body_id, "sender": sender, "stamp": stamp,
-         "budget": budget, "language": language})
-    return db.conn.total_changes - before
 
 
 def _open_batch(db, site, publication: dict, language: str, groups: dict, number: int,

@@ -9,7 +9,7 @@ text, a short reference (`L12`) kept in `relay_links`, the same for every
 language and every rendering, so a reader can ask for it with `get L12`.
 An item the hub sent with its whole text (`full`) shows trimmed as in the
 bulletin (`text`) and whole where a reader asks for it or on paper
-(`full`). `wrap` wraps text at 72 columns. Pure functions apart from `assign_refs`
+(`full`). `wrap` wraps text at 72 columns, `flowed` as RFC 3676 format=flowed. Pure functions apart from `assign_refs`
 and `load_view` (reads segments, writes `relay_links`).
 """
 
@@ -156,16 +156,39 @@ def find_item(view: dict, path: str) -> dict | None:
 
 
 def wrap(text: str, width: int = WIDTH) -> str:
-    """Every line at most `width` columns (a word longer than that is cut),
-    keeping each line's indent, and a list item's hanging indent."""
+    """Every line at most `width` columns, keeping each line's indent, and a list
+    item's hanging indent; a word longer than a line (a URL) is never cut: it
+    stays whole on a line of its own."""
+    return "\n".join(line for line, _soft in _wrapped(text, width))
+
+
+def flowed(text: str, width: int = WIDTH) -> str:
+    """`text` as format=flowed (RFC 3676, DelSp=No), so a reader's client can
+    rewrap it: a line broken here ends with a space (a soft break); a line that
+    starts with a space, '>' or 'From ' gets one more space in front (stuffing).
+    Lines stay within `width` columns, those marks included; a URL longer than
+    a line stays whole on its own line."""
     out = []
+    for line, soft in _wrapped(text, width - 2, hard_width=width - 1):
+        if line.startswith((" ", ">", "From ")):
+            line = " " + line
+        out.append(line + " " if soft else line)
+    return "\n".join(out)
+
+
+def _wrapped(text: str, width: int, hard_width: int | None = None):
+    """(line, broken here) for each line of `text` wrapped at `width`; a line
+    already within `hard_width` (default `width`) is kept as it is."""
+    hard_width = width if hard_width is None else hard_width
     for line in text.replace("\r\n", "\n").split("\n"):
-        if len(line) <= width:
-            out.append(line.rstrip())
+        line = line.rstrip()
+        if len(line) <= hard_width:
+            yield line, False
             continue
         indent = line[:len(line) - len(line.lstrip())]
         hanging = indent + ("  " if line.lstrip()[:2] in ("* ", "- ") else "")
-        out.extend(textwrap.wrap(line.strip(), width, initial_indent=indent,
-                                 subsequent_indent=hanging, break_long_words=True,
-                                 break_on_hyphens=False) or [""])
-    return "\n".join(out)
+        pieces = textwrap.wrap(line.strip(), width, initial_indent=indent,
+                               subsequent_indent=hanging, break_long_words=False,
+                               break_on_hyphens=False) or [""]
+        for number, piece in enumerate(pieces):
+            yield piece, number < len(pieces) - 1

@@ -130,6 +130,28 @@ def parse(data: bytes):
 
 
 def body_text(message) -> str:
+    """The plain text as a reader's client shows it: format=flowed (RFC 3676)
+    undone, stuffed spaces removed and soft line breaks joined."""
+    part = message.get_body(preferencelist=("plain",)) if message.is_multipart() else message
+    text = part.get_content().replace("\r\n", "\n")
+    if part.get_param("format", "").lower() != "flowed":
+        return text
+    lines, joined = text.split("\n"), []
+    carry = ""
+    for line in lines:
+        line = line[1:] if line.startswith(" ") else line
+        if line.endswith(" ") and line != "-- ":
+            carry += line
+            continue
+        joined.append(carry + line)
+        carry = ""
+    if carry:
+        joined.append(carry)
+    return "\n".join(joined)
+
+
+def wire_text(message) -> str:
+    """The plain text as it travels (wrapped, stuffed), for checking line lengths."""
     part = message.get_body(preferencelist=("plain",)) if message.is_multipart() else message
     return part.get_content().replace("\r\n", "\n")
 
