@@ -73,6 +73,15 @@ def contexts(site, forum) -> dict[str, list[dict]]:
 
 
 
+READER_RESULTS = [("set language pt", "set-language", "pt"), ("set budget 3000", "set-budget",
+                                                                 "3000"),
+                  ("unsubscribe", "leave-confirm-sent", ""), ("confirm", "left", ""),
+                  ("unsubscribe", "not-reader", ""), ("set language de", "bad-language", "de"),
+                  ("set budget 9", "bad-budget", "9"), ("set colour", "set-usage", ""),
+                  ("confirm", "token-unknown", ""), ("confirm", "token-used", ""),
+                  ("confirm", "token-expired", ""), ("confirm", "token-address", "")]
+
+
 def relay_samples(base: dict) -> dict[str, list[dict]]:
     """The relays/ templates: translation sheets and answers, lowband and postal copies."""
     field = lambda text, original="": {"text": text, "original": original}  # noqa: E731
@@ -100,6 +109,8 @@ def relay_samples(base: dict) -> dict[str, list[dict]]:
     outcome = {"sheet": 4, "language": "fr", "accepted": [1, 2], "unchanged": [3],
                "unknown": [9], "missing": [4], "complete": False, "late": False}
     hit = {"ref": "L2", "url": "https://example.org/well", "item": entry, "view": view}
+    reader = {**relay, "address": "ana@example.org", "join": "whatsnew-join@relay.example.org",
+              "languages": ["en", "fr"], "min_budget": 1500, "max_budget": 10000000}
     return {
         "translation-sheet.txt": [sheet, {**sheet, "segments": [], "numbers_by_language": {}}],
         "translation-reply.txt": [
@@ -115,6 +126,12 @@ def relay_samples(base: dict) -> dict[str, list[dict]]:
                             {**relay, "found": [], "missing": [], "asked": False}],
         "postal-master.txt": [{**relay, "view": view, "postal": "Centre, BP 3, Dakar"},
                               {**relay, "view": digest, "postal": ""}],
+        "relay-reader-results.txt": [
+            {**reader, "results": [{"line": line, "code": code, "value": value}
+                                   for line, code, value in READER_RESULTS]}],
+        "relay-reader-confirm.txt": [{**reader, "confirm_address":
+                                      "listserv+abc@relay.example.org",
+                                      "expires": "2026-11-30 09:00 UTC"}],
         "relay-upstream-refused.txt": [{**base, "subject": "Report", "size": 3000000,
                                         "limit": 2097152}, {**base, "subject": "",
                                                             "size": 3, "limit": 2}],

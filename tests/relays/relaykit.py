@@ -180,13 +180,14 @@ def run_pipeline(site, raw: bytes | str, now: datetime, rcpts: list[str],
                  mail_from: str = "someone@example.org") -> None:
     """Store a message as intake does and run the real pipeline on it, with the
     handlers `listserv serve` wires for this site's role."""
-    from listserv.incoming import Extensions, process_received
+    from listserv.incoming import process_received
     from listserv.intake import store_incoming
+    from listserv.serve import wire_extensions
     from relays.serving import relay_extensions
 
     if isinstance(raw, str):
         raw = raw.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-    extensions = relay_extensions(site, Extensions())
+    extensions = relay_extensions(site, wire_extensions(site))
     with site.db.atomic():
         store_incoming(site.db, raw, mail_from, rcpts, now)
     for _ in range(5):  # messages the pipeline stores for itself (upstream) too
