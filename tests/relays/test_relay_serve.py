@@ -162,7 +162,8 @@ def test_an_initiative_from_relay_a_comes_back_translated_by_email_and_by_post(n
     (sent_a,) = report["relay-a"]["publications"]
     assert sent_a["key"] == key and sent_a["received_at"] and sent_a["translated_at"]
     assert sent_a["dispatched"]["profiles"]["lowband"]["recipients"] == 1
-    assert sent_a["dispatched"]["profiles"]["postal"] == {"recipients": 2, "batches": 1}
+    assert sent_a["dispatched"]["profiles"]["postal"] == {"recipients": 2, "batches": 1,
+                                                           "posted": 0}
     assert report["relay-b"]["publications"][0]["translated"]["languages"]["pt"]["original"] > 0
 
     # Forged, tampered and replayed federation messages are refused at relay A.
