@@ -527,7 +527,8 @@ MIGRATIONS: dict[int, str] = {
         message_id INTEGER PRIMARY KEY,
         relay_id TEXT NOT NULL,
         author TEXT NOT NULL,
-        language TEXT NOT NULL DEFAULT ''
+        language TEXT NOT NULL DEFAULT '',
+        reader INTEGER NOT NULL DEFAULT 0
     );
     """,
 }

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from listserv.notify import send_template
 from listserv.tokens import issue_token, peek_token
 from relays import node
+from relays.language import detect
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,21 @@ def segments_of(payload: dict, language: str) -> list[Segment]:
     return segments
 
 
+def detected(segment: Segment, site, targets: list[str]) -> Segment:
+    """An item's text written in one of the relay's languages although its item
+    says otherwise (a French reply in an English forum) is taken as written in
+    that language, so it is not sent to be translated into itself."""
+    if not segment.path.endswith(".text") or segment.source_language in targets:
+        return segment
+    found = detect(segment.source, set(site.settings.site.languages) | set(targets)
+                   | {segment.source_language})
+    if found and found != segment.source_language and found in targets:
+        log.info("segment %s reads as '%s', not '%s'", segment.path, found,
+                 segment.source_language)
+        return Segment(segment.number, segment.path, found, segment.source)
+    return segment
+
+
 def hub_heading(payload: dict, path: str, language: str) -> str | None:
     """The hub's own heading for a section in `language` (payload "headings")."""
     if not path.endswith(".heading"):
@@ -127,9 +143,12 @@ def prepare(db, site, publication: dict, now: datetime, draft=None) -> str:
     target)` is the optional machine translation that pre-fills drafts."""
     payload = json.loads(publication["payload"])
     segments = segments_of(payload, publication["language"])
+    targets = target_languages(db, site, publication)
+    if targets:
+        segments = [detected(segment, site, targets) for segment in segments]
     waiting = False
     language_ready(db, publication, publication["language"], now)
-    for language in target_languages(db, site, publication):
+    for language in targets:
         rows = []
         for segment in segments:
             text, status, by = None, "open", ""
