@@ -127,6 +127,16 @@ def relay_status(site: Site, relay_id: str | None, as_json: bool) -> None:
         print_table(rows, [("key", "publication"), ("queued", "queued"),
                            ("delivery", "delivery"), ("received_at", "received"),
                            ("translation", "translated"), ("profiles", "dispatched")])
+        for refusal in row["refused"]:
+            click.echo(f"  refused {refusal['at'][:19]} from {refusal['mail_from'] or '?'}: "
+                       f"{refusal['reason']}")
+    others = hub.other_refusals(site.db) if not relay_id else []
+    if others:
+        click.echo()
+        say("Federation mail refused from no known relay:")
+        for refusal in others:
+            click.echo(f"  {refusal['at'][:19]} from {refusal['mail_from'] or '?'} (node "
+                       f"{refusal['node'] or '?'}): {refusal['reason']}")
 
 
 def _profiles(counts: dict) -> str:

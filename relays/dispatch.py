@@ -25,7 +25,7 @@ from listserv.queue import enqueue, store_body
 from relays import node
 from relays.lowband import build_part, lowband_plan
 from relays.postal import batch_id, folder_of
-from relays.render import assign_refs, localise, segments_by_path
+from relays.render import assign_refs, localise, segments_by_path, with_places
 from relays.translation import progress
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def dispatch_language(db, site, publication: dict, language: str, now: datetime)
         [publication["id"], language])]
     refs = assign_refs(db, publication["id"], payload, extra)
     segments = segments_by_path(db, publication["id"], language) if language in targets else {}
-    view = localise(payload, publication, language, segments, refs)
+    view = with_places(db, localise(payload, publication, language, segments, refs))
     groups = {"targets": json.dumps(targets), "original": publication["language"],
               "language": language}
     counts = empty_counts()

@@ -255,6 +255,8 @@ def relay_report(db, relay_id: str | None = None) -> list[dict]:
                 postal["posted"] = sum(b["recipients"] for b in send["posted"].values())
             send["delivery"] = send["delivery"] or "sent"  # pruned rows were sent
         latest = next((s["dispatched"] for s in sends if s["dispatched"]), {})
+        refused = list(db.query("SELECT at, mail_from, reason FROM federation_refusals "
+                                "WHERE node = ? ORDER BY id DESC LIMIT 5", [relay["id"]]))
         report.append({
             "id": relay["id"], "address": relay["address"], "status": relay["status"],
             "languages": json.loads(relay["languages"]),
@@ -268,6 +270,14 @@ def relay_report(db, relay_id: str | None = None) -> list[dict]:
             "translated": sum(1 for s in sends if s["translated_at"]),
             "dispatched": sum(1 for s in sends if s["dispatched_at"]),
             "latest_counts": latest.get("profiles", {}),
+            "refused": refused,
             "publications": sends,
         })
     return report
+
+
+def other_refusals(db, limit: int = 5) -> list[dict]:
+    """Federation mail refused that names no relay of this hub (forgeries, strangers)."""
+    return list(db.query("SELECT at, node, mail_from, reason FROM federation_refusals "
+                         "WHERE node NOT IN (SELECT id FROM relays) ORDER BY id DESC LIMIT ?",
+                         [limit]))

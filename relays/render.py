@@ -20,7 +20,7 @@ import re
 import textwrap
 
 from digests.whatsnew import trim
-from relays.translation import DONE, item_text, sections_of
+from relays.translation import DONE, item_text, recall, sections_of
 
 WIDTH = 72
 URL = re.compile(r"https?://[^\s<>\"'\])]+", re.IGNORECASE)
@@ -83,7 +83,20 @@ def load_view(db, publication: dict, language: str) -> dict:
     if not segments:
         language = publication["language"]
     refs = load_refs(db, publication["id"])
-    return localise(payload, publication, language, segments, refs)
+    return with_places(db, localise(payload, publication, language, segments, refs))
+
+
+def with_places(db, view: dict) -> dict:
+    """Region names in the view's language where the translation memory has them
+    (they are names, not segments: a translator's earlier answer is reused)."""
+    if view["language"] == view["original_language"]:
+        return view
+    for section in view["sections"]:
+        for item in section["entries"]:
+            if item.get("region"):
+                item["region"] = recall(db, view["original_language"], view["language"],
+                                        item["region"]) or item["region"]
+    return view
 
 
 def localise(payload: dict, publication: dict, language: str, segments: dict[str, dict],
