@@ -131,7 +131,8 @@ def publish(db, site, forum: dict, end: str, now: datetime) -> str:
                "sections": [{"heading": forum["title"], "subheading": "", "path": forum["path"],
                              "items": [{"ref": f"POST-{p['id']}", "title": p["subject"],
                                         "text": p["text"], "author": p["author"],
-                                        "language": forum["language"], "date": p["date"]}
+                                        "language": p["language"] or forum["language"],
+                                        "date": p["date"]}
                                        for p in posts]}]}
     publications.store_publication(
         db, key=digest["key"], kind=KIND, forum_id=forum["id"], volume=digest["volume"],
@@ -183,11 +184,14 @@ def _read(row: dict) -> dict:
         author = decode_header_text(message.get("From", "")) or row["sender"]
         date = decode_header_text(message.get("Date", "")) or row["distributed_at"]
         text = text_body(message, limit=50_000)
+        # the language the post declares (a relay declares its readers' replies)
+        language = str(message.get("Content-Language", "")).split(",")[0].strip().lower()
+        language = language if re.fullmatch(r"[a-z]{2,3}", language) else ""
     except Exception:  # the post went out, so this is very unlikely; show what we know
-        author, date, text = row["sender"], row["distributed_at"], ""
+        author, date, text, language = row["sender"], row["distributed_at"], "", ""
     return {"id": row["id"], "subject": row["subject"] or "(no subject)", "author": author,
             "date": date, "text": text.replace("\r\n", "\n").strip(), "raw": raw,
-            "header_id": row["header_id"]}
+            "header_id": row["header_id"], "language": language}
 
 
 def _toc(site, forum: dict, digest: dict, posts: list[dict], language: str,

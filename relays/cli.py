@@ -15,8 +15,10 @@ from pathlib import Path
 import click
 
 from listserv.cli.common import (
+    at_option,
     json_option,
     local_user,
+    moment,
     pass_site,
     print_fields,
     print_json,
@@ -135,13 +137,23 @@ def relay_status(site: Site, relay_id: str | None, as_json: bool) -> None:
         print_table(rows, [("key", "publication"), ("queued", "queued"),
                            ("delivery", "delivery"), ("received_at", "received"),
                            ("translation", "translated"), ("profiles", "dispatched")])
+        for refusal in row["refused"]:
+            click.echo(f"  refused {refusal['at'][:19]} from {refusal['mail_from'] or '?'}: "
+                       f"{refusal['reason']}")
+    others = hub.other_refusals(site.db) if not relay_id else []
+    if others:
+        click.echo()
+        say("Federation mail refused from no known relay:")
+        for refusal in others:
+            click.echo(f"  {refusal['at'][:19]} from {refusal['mail_from'] or '?'} (node "
+                       f"{refusal['node'] or '?'}): {refusal['reason']}")
 
 
 def _profiles(counts: dict) -> str:
     low, post = counts.get("lowband", {}), counts.get("postal", {})
     return (f"lowband {low.get('recipients', 0)} recipients ({low.get('messages', 0)} "
             f"messages), postal {post.get('recipients', 0)} in {post.get('batches', 0)} "
-            f"batches") if counts else ""
+            f"batches, {post.get('posted', 0)} posted") if counts else ""
 
 
 def _languages(translated: dict) -> str:
@@ -302,9 +314,10 @@ def postal_list(site: Site, as_json: bool) -> None:
         print_json(rows)
         return
     print_table([dict(r, created=r["created_at"][:16], countries=", ".join(
-        f"{c} {n}" for c, n in r["countries"].items())) for r in rows],
+        f"{c} {n}" for c, n in r["countries"].items()), problems=len(r["problems"]) or "")
+        for r in rows],
         [("id", "batch"), ("status", "status"), ("recipients", "recipients"),
-         ("created", "created"), ("countries", "countries")],
+         ("created", "created"), ("countries", "countries"), ("problems", "labels not fitting")],
         empty="No postal batches yet.")
 
 
@@ -326,15 +339,21 @@ def postal_show(site: Site, batch: str, as_json: bool) -> None:
         click.echo(f"  {name}")
     for country, number in row["countries"].items():
         click.echo(f"  {country}: {number}")
+    if row["problems"]:
+        say(f"{len(row['problems'])} label(s) do not fit; correct the address with "
+            f"'listserv recipient' and write these by hand:")
+        for problem in row["problems"]:
+            click.echo(f"  {problem['name']}: {problem['problem']}")
 
 
 @postal_group.command("mark-sent")
 @click.argument("batch", metavar="BATCH")
+@at_option
 @pass_site
-def postal_mark_sent(site: Site, batch: str) -> None:
-    """Record that a batch was printed and posted."""
-    site.write_now(lambda db: postal.mark_sent(db, batch, utcnow()))
-    say(f"Postal batch {batch} marked sent.")
+def postal_mark_sent(site: Site, batch: str, at: str | None) -> None:
+    """Record that a batch was printed and posted (the hub is told)."""
+    site.write_now(lambda db: postal.mark_sent(db, batch, moment(at), site))
+    say(f"Postal batch {batch} marked sent; the hub is told it was posted.")
 
 
 COMMANDS = (relay, recipient, translation, postal_group)

@@ -6,7 +6,9 @@ the hub: acknowledgements from relays (`hub.record_ack`) and upstream mail
 (`upstream.inject`); a publication sent to a hub is refused. On a relay:
 publications from its hub (`node.receive_publication`), and translators'
 replies to `relay+CODE@D` (`sheets.handle_sheet_mail`). A relay also
-answers `listserv@D` (`get REF`, help), and passes up `whatsnew@D` and
+answers `listserv@D` (readers' own `unsubscribe` and `set`, `get REF`,
+help), makes a confirmed `whatsnew-join@D` reader a lowband recipient, and
+passes up `whatsnew@D` and
 `reply+FORUM@D`. `site_handlers` is what serve.py registers in
 `Extensions.site`, `fetch` what it may register as `Extensions.fetch`.
 """
@@ -17,9 +19,10 @@ import json
 import logging
 from datetime import datetime
 
+from listserv.intake.commands import parse_commands
 from listserv.mail.addresses import classify, normalise
-from listserv.mail.message import Parsed
-from relays import hub, lowband, node, sheets, upstream
+from listserv.mail.message import Parsed, text_body
+from relays import hub, lowband, node, readers, sheets, upstream
 from relays.federation import Refused, admit, record_refusal
 
 log = logging.getLogger(__name__)
@@ -92,7 +95,24 @@ def on_reply_address(db, site, row: dict, parsed: Parsed | None, now: datetime) 
 
 
 def on_command_address(db, site, row: dict, parsed: Parsed | None, now: datetime) -> None:
+    """listserv@D on a relay: readers' own commands (readers.py), `get` and help."""
+    if parsed is not None and parsed.answerable and parsed.sender and \
+            not parsed.sender[1].endswith("@" + site.settings.domain.lower()):
+        if readers.answer(db, site, row, parsed, now):
+            commands, _ = parse_commands(parsed.subject, text_body(parsed.message))
+            if not any(c.name == "get" for c in commands):
+                return
     lowband.answer_commands(db, site, row, parsed, now)
+
+
+def on_whatsnew_confirm(db, site, row: dict, parsed: Parsed | None, now: datetime) -> None:
+    """whatsnew-confirm+CODE@D on a relay: the bulletin's confirmation, after which
+    the reader is (or is no longer) one of the relay's lowband recipients."""
+    from digests.bulletin import handle_confirm
+
+    handle_confirm(db, site, row, parsed, now)
+    if parsed is not None and parsed.sender:
+        readers.sync_bulletin_reader(db, site, parsed.sender[1], now)
 
 
 def site_handlers(site) -> dict:
@@ -101,7 +121,8 @@ def site_handlers(site) -> dict:
     handlers = {"relay": on_relay_address}
     if site is not None and site.settings.site.role == "relay":
         news = getattr(getattr(site.settings, "whatsnew", None), "address", "") or "whatsnew"
-        handlers.update({news.split("@")[0]: on_whatsnew,
+        local = news.split("@")[0]
+        handlers.update({local: on_whatsnew, f"{local}-confirm": on_whatsnew_confirm,
                          "reply": on_reply_address, "listserv": on_command_address})
     return handlers
 

@@ -8,7 +8,7 @@ chosen forums' digests), exactly once per (publication, relay): the
 `relay_sends` row and the queued message are written in one transaction,
 and the delivery engine retries with back-off while a relay is down.
 `record_ack` writes what a relay reports (received, translated, dispatched
-with counts per profile) and `relay_report` is what `listserv relay list`
+with counts per profile, and each postal batch posted) and `relay_report` is what `listserv relay list`
 and `relay status` show. Writes `relays` and `relay_sends` (and, through
 the queue, `bodies` and `deliveries`). Reads `publications`, which digests/
 writes. Will not open a relay's postal addresses: the hub never has them.
@@ -149,11 +149,35 @@ def send_publications(db, site, now: datetime, limit: int = 20) -> int:
     return queued
 
 
+def with_full_texts(db, site, payload: dict) -> dict:
+    """The payload as relays get it: each What's New item trimmed for the bulletin
+    also carries its whole text (`full`), so a relay's `get` and its printed
+    copy can give it, and `item_length` says how the bulletin trims."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("sections"), list):
+        return payload
+    refs = {}
+    for section in payload["sections"]:
+        for item in (section.get("items") or []) if isinstance(section, dict) else []:
+            ref = str(item.get("ref") or "") if isinstance(item, dict) else ""
+            if ref.startswith("INIT-") and ref[5:].isdigit():
+                refs[int(ref[5:])] = item
+    if refs:
+        for number, text in db.execute(
+                "SELECT id, text FROM initiatives WHERE id IN (SELECT value FROM json_each(?))",
+                [json.dumps(list(refs))]):
+            whole = (text or "").replace("\r\n", "\n").strip()
+            if whole and " ".join(whole.split()) != " ".join(str(refs[number].get("text")
+                                                                  or "").split()):
+                refs[number]["full"] = whole
+        payload.setdefault("item_length", site.settings.whatsnew.item_length)
+    return payload
+
+
 def send_publication(db, site, relay: dict, publication: dict, now: datetime) -> None:
     """One publication to one relay: the send row and the signed message, together."""
     secret = read_secrets(Path(relay["secret_file"]))[0]
     try:
-        payload = json.loads(publication["payload"])
+        payload = with_full_texts(db, site, json.loads(publication["payload"]))
     except ValueError:
         payload = {"text": str(publication["payload"])}
     body = {"publication": {
@@ -176,7 +200,7 @@ def send_publication(db, site, relay: dict, publication: dict, now: datetime) ->
     log.info("publication %s queued to relay %s", publication["key"], relay["id"])
 
 
-STAGES = ("received", "translated", "dispatched")
+STAGES = ("received", "translated", "dispatched", "posted")
 
 
 def record_ack(db, relay_id: str, body: dict, now: datetime) -> bool:
@@ -196,6 +220,14 @@ def record_ack(db, relay_id: str, body: dict, now: datetime) -> bool:
     counts = body.get("counts")
     if stage in ("translated", "dispatched") and isinstance(counts, dict):
         changes[stage] = json.dumps(counts, ensure_ascii=False)[:20000]
+    if stage == "posted" and isinstance(counts, dict):  # one per postal batch posted
+        posted = json.loads(db.execute("SELECT posted FROM relay_sends WHERE id = ?",
+                                       [row[0]]).fetchone()[0] or "{}")
+        posted[str(counts.get("batch") or "?")[:100]] = {
+            "language": str(counts.get("language") or "")[:8],
+            "recipients": int(counts.get("recipients") or 0),
+            "at": changes["posted_at"]}
+        changes["posted"] = json.dumps(posted, ensure_ascii=False)[:20000]
     db["relay_sends"].update(row[0], changes)
     log.info("relay %s: %s %s", relay_id, key, stage)
     return True
@@ -209,7 +241,7 @@ def relay_report(db, relay_id: str | None = None) -> list[dict]:
     for relay in relays:
         sends = list(db.query(
             "SELECT p.key, p.title, s.queued_at, s.received_at, s.translated_at, "
-            "s.dispatched_at, s.translated, s.dispatched, "
+            "s.dispatched_at, s.translated, s.dispatched, s.posted_at, s.posted, "
             "(SELECT d.status FROM deliveries d WHERE d.ref = s.ref LIMIT 1) AS delivery, "
             "(SELECT d.last_error FROM deliveries d WHERE d.ref = s.ref LIMIT 1) AS error "
             "FROM relay_sends s JOIN publications p ON p.id = s.publication_id "
@@ -217,8 +249,14 @@ def relay_report(db, relay_id: str | None = None) -> list[dict]:
         for send in sends:
             send["translated"] = json.loads(send["translated"] or "{}")
             send["dispatched"] = json.loads(send["dispatched"] or "{}")
+            send["posted"] = json.loads(send["posted"] or "{}")
+            postal = send["dispatched"].get("profiles", {}).get("postal")
+            if isinstance(postal, dict):  # by post, dispatched means posted
+                postal["posted"] = sum(b["recipients"] for b in send["posted"].values())
             send["delivery"] = send["delivery"] or "sent"  # pruned rows were sent
         latest = next((s["dispatched"] for s in sends if s["dispatched"]), {})
+        refused = list(db.query("SELECT at, mail_from, reason FROM federation_refusals "
+                                "WHERE node = ? ORDER BY id DESC LIMIT 5", [relay["id"]]))
         report.append({
             "id": relay["id"], "address": relay["address"], "status": relay["status"],
             "languages": json.loads(relay["languages"]),
@@ -232,6 +270,14 @@ def relay_report(db, relay_id: str | None = None) -> list[dict]:
             "translated": sum(1 for s in sends if s["translated_at"]),
             "dispatched": sum(1 for s in sends if s["dispatched_at"]),
             "latest_counts": latest.get("profiles", {}),
+            "refused": refused,
             "publications": sends,
         })
     return report
+
+
+def other_refusals(db, limit: int = 5) -> list[dict]:
+    """Federation mail refused that names no relay of this hub (forgeries, strangers)."""
+    return list(db.query("SELECT at, node, mail_from, reason FROM federation_refusals "
+                         "WHERE node NOT IN (SELECT id FROM relays) ORDER BY id DESC LIMIT ?",
+                         [limit]))

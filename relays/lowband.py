@@ -21,7 +21,7 @@ from listserv.intake.commands import parse_commands
 from listserv.mail.message import Parsed, clean_header_value, compose, to_bytes
 from listserv.mail.replies import body_of
 from listserv.mail.templates import render_mail
-from relays.render import find_item, load_view, wrap
+from relays.render import find_item, flowed, load_view, wrap
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,11 @@ def command_address(site) -> str:
 
 def _headers(site) -> dict:
     domain = site.settings.domain
+    commands = command_address(site)
     return {"Auto-Submitted": "auto-generated", "Precedence": "bulk",
             "X-Auto-Response-Suppress": "All", "List-Id": f"<publications.{domain}>",
-            "List-Help": f"<mailto:{command_address(site)}?subject=help>"}
+            "List-Help": f"<mailto:{commands}?subject=help>",
+            "List-Unsubscribe": f"<mailto:{commands}?subject=unsubscribe>"}
 
 
 def _cost(text: str) -> int:
@@ -48,7 +50,8 @@ def _cost(text: str) -> int:
 
 def _pack(blocks: list[str], room: int) -> list[str]:
     """Blocks (paragraphs) into chunks of at most `room` encoded bytes; a block
-    too big for one chunk is cut at line ends, a line too long at its middle."""
+    too big for one chunk is cut at line ends, a line too long at a space (or,
+    for one word longer than that, at its middle)."""
     chunks, current, used = [], [], 0
     for block in blocks:
         pieces = [block]
@@ -57,6 +60,8 @@ def _pack(blocks: list[str], room: int) -> list[str]:
             for line in block.split("\n"):
                 while _cost(line + "\n") > room:
                     cut = max(1, len(line) * room // (2 * _cost(line + "\n")))
+                    space = line.rfind(" ", 0, cut)
+                    cut = space + 1 if space > cut // 2 else cut
                     pieces.append(line[:cut])
                     line = line[cut:]
                 pieces.append(line)
@@ -72,43 +77,86 @@ def _pack(blocks: list[str], room: int) -> list[str]:
     return chunks or [""]
 
 
-def split_message(site, *, to: str, subject: str, text: str, budget: int, now: datetime,
-                  in_reply_to: str = "") -> list[bytes]:
-    """`text` as one or more plain-text messages of at most `budget` bytes each,
-    numbered '(1/3)' in the subject and '[1/3]' on top when there are several."""
+def split_footer(text: str) -> tuple[str, str]:
+    """(body, footer): the footer is what follows the last '--' line."""
+    text = text.strip("\n")
+    head, sep, footer = text.rpartition("\n--\n")
+    if not sep or not head.strip():
+        return text, ""
+    return head, "--\n" + footer.strip("\n")
+
+
+def build_part(site, *, to: str, subject: str, text: str, now: datetime,
+               in_reply_to: str = "") -> bytes:
+    """One plain-text part, format=flowed (RFC 3676), addressed to its reader."""
     settings = site.settings
     sender = f"{clean_header_value(settings.site.name, 100)} <{command_address(site)}>"
+    message = compose(sender=sender, to=to, subject=subject, text=flowed(text) + "\n",
+                      domain=settings.domain, headers=_headers(site),
+                      in_reply_to=in_reply_to, now=now)
+    message.set_param("format", "flowed")
+    return to_bytes(message)
+
+
+def plan_parts(site, *, to: str, subject: str, text: str, budget: int, now: datetime,
+               in_reply_to: str = "") -> list[tuple[str, str]]:
+    """(subject, text) of each part of `text` so that each, sent to `to` (or to
+    any shorter address), is at most `budget` bytes; numbered '(1/3)' in the
+    subject and '[1/3]' on top when there are several. The footer (after the
+    last '--' line) ends the last part, which always has text of its own."""
+    body, footer = split_footer(text)
+    blocks = [b.strip("\n") for b in body.split("\n\n") if b.strip()]
 
     def build(part: str, subject_line: str) -> bytes:
-        message = compose(sender=sender, to=to, subject=subject_line, text=part + "\n",
-                          domain=settings.domain, headers=_headers(site),
-                          in_reply_to=in_reply_to, now=now)
-        return to_bytes(message)
+        return build_part(site, to=to, subject=subject_line, text=part, now=now,
+                          in_reply_to=in_reply_to)
 
     overhead = len(build("", subject + " (99/99)")) + len("[99/99]\n\n") + 40
     room = budget - overhead
-    blocks = [b.strip("\n") for b in text.strip().split("\n\n") if b.strip()]
+    reserve = _cost(flowed(footer) + "\n\n") if footer else 0
     for _ in range(8):
-        if room < MIN_ROOM:
+        if room - reserve < MIN_ROOM:
             break
         chunks = _pack(blocks, room)
+        if footer:  # the footer goes with the last chunk, never alone
+            if _cost(flowed(chunks[-1]) + "\n\n") + reserve > room:
+                chunks = _pack(blocks, room - reserve) if len(chunks) == 1 else \
+                    chunks[:-1] + _pack(chunks[-1].split("\n\n"), room - reserve)
+            chunks[-1] = chunks[-1] + "\n\n" + footer
         total = len(chunks)
-        parts = [build(chunk, subject) if total == 1 else
-                 build(f"[{n}/{total}]\n\n{chunk}", f"{subject} ({n}/{total})")
-                 for n, chunk in enumerate(chunks, 1)]
-        over = max(len(p) for p in parts) - budget
+        plan = [(subject, chunk) if total == 1 else
+                (f"{subject} ({n}/{total})", f"[{n}/{total}]\n\n{chunk}")
+                for n, chunk in enumerate(chunks, 1)]
+        over = max(len(build(part, line)) for line, part in plan) - budget
         if over <= 0:
-            return parts
+            return plan
         room -= over + 16
     raise ValueError(f"a budget of {budget} bytes leaves no room for text")
 
 
-def lowband_parts(site, view: dict, budget: int, now: datetime) -> list[bytes]:
-    """A publication for lowband readers in the view's language."""
+def split_message(site, *, to: str, subject: str, text: str, budget: int, now: datetime,
+                  in_reply_to: str = "") -> list[bytes]:
+    """`text` as one or more plain-text messages to `to` of at most `budget` bytes."""
+    return [build_part(site, to=to, subject=line, text=part, now=now, in_reply_to=in_reply_to)
+            for line, part in plan_parts(site, to=to, subject=subject, text=text,
+                                         budget=budget, now=now, in_reply_to=in_reply_to)]
+
+
+def lowband_plan(site, view: dict, budget: int, now: datetime,
+                 longest: str) -> list[tuple[str, str]]:
+    """A publication for lowband readers in the view's language, planned in parts
+    that fit `budget` for any address up to `longest`."""
     subject, body = render_mail(site.active_templates, "lowband-publication.txt",
                                 view["language"], **_context(site), view=view)
-    return split_message(site, to=command_address(site), subject=subject, text=wrap(body),
-                         budget=budget, now=now)
+    return plan_parts(site, to=longest, subject=subject, text=body, budget=budget, now=now)
+
+
+def lowband_parts(site, view: dict, budget: int, now: datetime,
+                  to: str = "") -> list[bytes]:
+    """A publication for one lowband reader (`to`), in parts of at most `budget`."""
+    to = to or command_address(site)
+    return [build_part(site, to=to, subject=line, text=part, now=now)
+            for line, part in lowband_plan(site, view, budget, now, to)]
 
 
 def _context(site) -> dict:
@@ -171,7 +219,7 @@ def answer_commands(db, site, row: dict, parsed: Parsed | None, now: datetime) -
     subject, body = render_mail(site.active_templates, "lowband-get.txt", language,
                                 **_context(site), found=found, missing=missing,
                                 asked=bool(asked))
-    parts = split_message(site, to=address, subject=subject, text=wrap(body), budget=budget,
+    parts = split_message(site, to=address, subject=subject, text=body, budget=budget,
                           now=now, in_reply_to=parsed.message_id)
     sender = f"listserv-bounces@{site.settings.domain}"
     for number, data in enumerate(parts, 1):

@@ -53,13 +53,15 @@ def check_relay_settings(site) -> None:
     read_secrets(secret_path(site))
 
 
-def send_ack(db, site, key: str, stage: str, counts: dict, now: datetime) -> None:
-    """Tell the hub that `stage` is done for publication `key` (once per stage)."""
+def send_ack(db, site, key: str, stage: str, counts: dict, now: datetime,
+             part: str = "") -> None:
+    """Tell the hub that `stage` is done for publication `key` (once per stage,
+    or per stage and `part`, e.g. each postal batch posted)."""
     settings = site.settings
     if not settings.relay.hub:
         log.warning("no [relay] hub: acknowledgement %s of %s not sent", stage, key)
         return
-    ref = f"relay-ack:{key}:{stage}"
+    ref = f"relay-ack:{key}:{stage}" + (f":{part}" if part else "")
     if db.execute("SELECT 1 FROM deliveries WHERE ref = ? LIMIT 1", [ref]).fetchone():
         return
     body = {"publication": key, "stage": stage, "counts": counts, "at": now.isoformat()}

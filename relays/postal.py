@@ -30,12 +30,15 @@ from pathlib import Path
 from listserv.errors import ListservError, NotFound
 from listserv.mail.templates import render_mail
 from listserv.site import store
+from relays import node
 from relays.render import load_view
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 LABEL_W, LABEL_H, COLUMNS, ROWS = 70.0, 37.0, 3, 8
+MAX_LINES = 7  # name, up to five address lines, country: what a 37 mm label holds
+MIN_TYPE = 7.0  # points: a line too wide is set smaller down to this, then reported
 FILES = ("master.pdf", "labels.pdf", "manifest.csv")
 
 
@@ -104,26 +107,73 @@ def master_pdf(title: str, body: str, footer: str) -> bytes:
     return bytes(pdf.output())
 
 
-def labels_pdf(labels: list[dict]) -> bytes:
-    """A4 sheets of 3 x 8 labels, in the order given (by country)."""
+def country_line(code: str, language: str, home: str) -> str:
+    """The last line of a label (UPU S42): the country's name in capitals in the
+    sender's language, or nothing for domestic mail."""
+    code = (code or "").upper()
+    if not code or code == (home or "").upper():
+        return ""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        name = Locale.parse(language).territories.get(code)
+    except (UnknownLocaleError, ValueError):
+        name = None
+    if not name:
+        name = Locale.parse("en").territories.get(code, code)
+    return name.upper()
+
+
+def label_lines(label: dict, language: str, home: str) -> list[str]:
+    """A label's lines, as S42 orders them: name, address lines, country."""
+    lines = [label.get("name", "")] + address_lines(label.get("postal_address", ""))
+    return [line for line in lines + [country_line(label.get("country", ""), language, home)]
+            if line]
+
+
+def labels_pdf(labels: list[dict], *, language: str = "en", home: str = "",
+               return_address: str = "") -> tuple[bytes, list[dict]]:
+    """A4 sheets of 3 x 8 labels, in the order given (by country), each headed by
+    the centre's return address; returns the PDF and the labels that do not fit
+    (more lines than a label holds, or a line too wide even in a smaller type):
+    those are printed whole as far as they go and reported, never cut silently."""
     pdf = _pdf()
     pdf.set_auto_page_break(False)
     pdf.set_margins(0, 0, 0)
     per_page = COLUMNS * ROWS
     top = (297 - ROWS * LABEL_H) / 2
+    width = LABEL_W - 12
+    sender = ", ".join(address_lines(return_address))
+    problems = []
     for index, label in enumerate(labels or [{}]):
         if index % per_page == 0:
             pdf.add_page()
         slot = index % per_page
         x = (slot % COLUMNS) * LABEL_W + 6
-        y = top + (slot // COLUMNS) * LABEL_H + 5
-        lines = ([label.get("name", "")] + address_lines(label.get("postal_address", ""))
-                 )[:5] + [label.get("country", "")]
-        for number, text in enumerate(line for line in lines if line):
-            pdf.set_xy(x, y + number * 4.4)
-            pdf.set_font("body", "B" if number == 0 else "", 9)
-            pdf.cell(LABEL_W - 12, 4.4, _fit(pdf, text, LABEL_W - 12))
-    return bytes(pdf.output())
+        y = top + (slot // COLUMNS) * LABEL_H + 3
+        if sender and label:
+            pdf.set_font("body", "", 6)
+            pdf.set_xy(x, y)
+            pdf.cell(width, 3, _fit(pdf, sender, width))
+        y += 3.5
+        lines = label_lines(label, language, home) if label else []
+        trouble = []
+        if len(lines) > MAX_LINES:
+            trouble.append(f"{len(lines)} lines, a label holds {MAX_LINES}")
+        for number, text in enumerate(lines[:MAX_LINES]):
+            size = 9
+            pdf.set_font("body", "B" if number == 0 else "", size)
+            while pdf.get_string_width(text) > width and size > MIN_TYPE:
+                size -= 0.5
+                pdf.set_font("body", "B" if number == 0 else "", size)
+            if pdf.get_string_width(text) > width:
+                trouble.append(f"line {number + 1} is too wide: '{text}'")
+            pdf.set_xy(x, y + number * 4.2)
+            pdf.cell(width, 4.2, text)
+        if trouble:
+            problems.append({"recipient_id": label.get("recipient_id"),
+                             "name": label.get("name", ""), "problem": "; ".join(trouble)})
+    return bytes(pdf.output()), problems
 
 
 def _fit(pdf, text: str, width: float) -> str:
@@ -132,14 +182,24 @@ def _fit(pdf, text: str, width: float) -> str:
     return text
 
 
-def manifest_csv(labels: list[dict], batch: str, key: str, language: str) -> bytes:
+def manifest_csv(labels: list[dict], batch: str, key: str, language: str,
+                 problems: list[dict] = ()) -> bytes:
+    """One row per label, then a subtotal per country and the total: what the
+    post office counter asks for. `kind` tells the rows apart."""
+    trouble = {p["recipient_id"]: p["problem"] for p in problems}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["country", "name", "postal_address", "language", "batch", "publication"])
+    writer.writerow(["kind", "country", "name", "postal_address", "language", "batch",
+                     "publication", "copies", "problem"])
+    counts: dict[str, int] = {}
     for label in labels:
-        writer.writerow([label["country"], label["name"],
+        counts[label["country"]] = counts.get(label["country"], 0) + 1
+        writer.writerow(["label", label["country"], label["name"],
                          " / ".join(address_lines(label["postal_address"])), language, batch,
-                         key])
+                         key, 1, trouble.get(label.get("recipient_id"), "")])
+    for country, number in counts.items():
+        writer.writerow(["subtotal", country, "", "", language, batch, key, number, ""])
+    writer.writerow(["total", "", "", "", language, batch, key, len(labels), ""])
     return out.getvalue().encode("utf-8")
 
 
@@ -148,17 +208,24 @@ def files_for(db, site, batch: dict) -> dict[str, bytes]:
     """The three files of a batch, from the store (no writes)."""
     publication = db["relay_publications"].get(batch["publication_id"])
     view = load_view(db, publication, batch["language"])
-    labels = list(db.query("SELECT name, postal_address, country FROM postal_labels "
-                           "WHERE batch_id = ? ORDER BY country, name, recipient_id",
-                           [batch["id"]]))
+    labels = list(db.query("SELECT recipient_id, name, postal_address, country FROM "
+                           "postal_labels WHERE batch_id = ? ORDER BY country, name, "
+                           "recipient_id", [batch["id"]]))
     title, body = render_mail(site.active_templates, "postal-master.txt", batch["language"],
                               site={"name": site.settings.site.name,
                                     "domain": site.settings.domain},
-                              commands=f"listserv@{site.settings.domain}", view=view)
+                              commands=f"listserv@{site.settings.domain}", view=view,
+                              postal=", ".join(address_lines(
+                                  site.settings.relay.postal_return_address)))
     footer = f"{site.settings.site.name} - {publication['key']} - {batch['language']}"
-    return {"master.pdf": master_pdf(title, body, footer), "labels.pdf": labels_pdf(labels),
+    relay = site.settings.relay
+    sheet, problems = labels_pdf(labels, language=site.settings.site.default_language,
+                                 home=relay.postal_country,
+                                 return_address=relay.postal_return_address)
+    return {"master.pdf": master_pdf(title, body, footer), "labels.pdf": sheet,
             "manifest.csv": manifest_csv(labels, batch["id"], publication["key"],
-                                         batch["language"])}
+                                         batch["language"], problems),
+            "problems": problems}
 
 
 def write_folder(target: Path, files: dict[str, bytes]) -> None:
@@ -188,20 +255,28 @@ def build(site, batch_id: str) -> dict:
     try:
         batch = db["postal_batches"].get(batch_id)
         files = files_for(db, site, batch)
+        problems = files.pop("problems")
         countries = dict(db.execute(
             "SELECT country, count(*) FROM postal_labels WHERE batch_id = ? "
             "GROUP BY country ORDER BY country", [batch_id]).fetchall())
     finally:
         db.conn.close()
     write_folder(folder_of(site, batch_id), files)
-    return countries
+    return {"countries": countries, "problems": problems}
 
 
-def mark_built(db, batch_id: str, countries: dict, now: datetime) -> None:
+def mark_built(db, batch_id: str, built: dict, now: datetime) -> None:
+    """`built` is what `build` returned: the per-country counts and the labels
+    that do not fit."""
+    countries, problems = built.get("countries", built), built.get("problems", [])
     db.execute("UPDATE postal_batches SET status = 'ready', built_at = ?, countries = ?, "
-               "error = '' WHERE id = ? AND status = 'building'",
-               [now.isoformat(), json.dumps(countries), batch_id])
+               "problems = ?, error = '' WHERE id = ? AND status = 'building'",
+               [now.isoformat(), json.dumps(countries), json.dumps(problems, ensure_ascii=False),
+                batch_id])
     log.info("postal batch %s is ready to print", batch_id)
+    for problem in problems:
+        log.warning("postal batch %s: the label of %s does not fit: %s", batch_id,
+                    problem["name"], problem["problem"])
 
 
 def mark_failed(db, batch_id: str, error: str) -> None:
@@ -235,10 +310,12 @@ def build_pending(site, now: datetime) -> int:
 def list_batches(db) -> list[dict]:
     rows = list(db.query(
         "SELECT b.id, p.key AS publication, b.language, b.recipients, b.countries, b.status, "
-        "b.created_at, b.built_at, b.sent_at, b.error, b.folder FROM postal_batches b "
+        "b.created_at, b.built_at, b.sent_at, b.error, b.problems, b.folder, "
+        "b.publication_id FROM postal_batches b "
         "JOIN relay_publications p ON p.id = b.publication_id ORDER BY b.created_at DESC, b.id"))
     for row in rows:
         row["countries"] = json.loads(row["countries"] or "{}")
+        row["problems"] = json.loads(row["problems"] or "[]")
     return rows
 
 
@@ -252,7 +329,9 @@ def show_batch(db, site, batch: str) -> dict:
     return row
 
 
-def mark_sent(db, batch: str, now: datetime) -> dict:
+def mark_sent(db, batch: str, now: datetime, site=None) -> dict:
+    """Record that a batch was printed and posted; with `site`, the hub is told
+    (stage 'posted', once per batch), so its 'dispatched' for post means posted."""
     row = db.execute("SELECT status, sent_at FROM postal_batches WHERE id = ?",
                      [batch]).fetchone()
     if row is None:
@@ -266,4 +345,10 @@ def mark_sent(db, batch: str, now: datetime) -> dict:
                             f"wait for 'listserv serve' to build it")
     db.execute("UPDATE postal_batches SET status = 'sent', sent_at = ? WHERE id = ?",
                [now.isoformat(), batch])
+    if site is not None:
+        row = next(r for r in list_batches(db) if r["id"] == batch)
+        node.send_ack(db, site, row["publication"], "posted",
+                      {"batch": batch, "language": row["language"],
+                       "recipients": row["recipients"], "countries": row["countries"]},
+                      now, part=batch)
     return {"id": batch, "status": "sent", "sent_at": now.isoformat()}

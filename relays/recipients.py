@@ -16,6 +16,7 @@ from listserv.mail.addresses import AddressError, check
 
 PROFILES = ("lowband", "postal")
 MIN_BUDGET = 1500
+MAX_ADDRESS_LINES = 5  # with the name and the country: the 7 lines of a label
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
@@ -58,6 +59,10 @@ def add_recipient(db, site, who: str, *, profile: str, now: datetime, language: 
                                 "separated by ';') and --country CC, e.g. --country ML")
         if budget is not None:
             raise ListservError("--budget is for lowband recipients")
+        lines = [line for line in re.split(r"[;\n]", postal_address) if line.strip()]
+        if len(lines) > MAX_ADDRESS_LINES:
+            raise ListservError(f"--postal-address has {len(lines)} lines; a label holds "
+                                f"{MAX_ADDRESS_LINES} besides the name and the country")
         row.update({"address": None, "name": (name or who).strip()[:200],
                     "postal_address": postal_address.strip()[:1000], "country": country})
     row["id"] = db["relay_recipients"].insert(row).last_pk

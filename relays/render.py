@@ -7,7 +7,9 @@ original, marked with the original's language when a translation was due
 and did not come. `assign_refs` gives every item, and every web link in a
 text, a short reference (`L12`) kept in `relay_links`, the same for every
 language and every rendering, so a reader can ask for it with `get L12`.
-`wrap` wraps text at 72 columns. Pure functions apart from `assign_refs`
+An item the hub sent with its whole text (`full`) shows trimmed as in the
+bulletin (`text`) and whole where a reader asks for it or on paper
+(`full`). `wrap` wraps text at 72 columns, `flowed` as RFC 3676 format=flowed. Pure functions apart from `assign_refs`
 and `load_view` (reads segments, writes `relay_links`).
 """
 
@@ -17,7 +19,8 @@ import json
 import re
 import textwrap
 
-from relays.translation import DONE, sections_of
+from digests.whatsnew import trim
+from relays.translation import DONE, item_text, recall, sections_of
 
 WIDTH = 72
 URL = re.compile(r"https?://[^\s<>\"'\])]+", re.IGNORECASE)
@@ -44,7 +47,7 @@ def assign_refs(db, publication_id: int, payload: dict, extra_texts=()) -> dict:
         link = str(item.get("link") or "").strip()
         if link:
             wanted.append((path, link))
-        for key in ("title", "text"):
+        for key in ("title", "text", "full"):
             wanted += [(path, url) for url in find_urls(str(item.get(key) or ""))]
     for path, text in extra_texts:  # translations may carry links of their own
         wanted += [(path, url) for url in find_urls(text)]
@@ -80,7 +83,20 @@ def load_view(db, publication: dict, language: str) -> dict:
     if not segments:
         language = publication["language"]
     refs = load_refs(db, publication["id"])
-    return localise(payload, publication, language, segments, refs)
+    return with_places(db, localise(payload, publication, language, segments, refs))
+
+
+def with_places(db, view: dict) -> dict:
+    """Region names in the view's language where the translation memory has them
+    (they are names, not segments: a translator's earlier answer is reused)."""
+    if view["language"] == view["original_language"]:
+        return view
+    for section in view["sections"]:
+        for item in section["entries"]:
+            if item.get("region"):
+                item["region"] = recall(db, view["original_language"], view["language"],
+                                        item["region"]) or item["region"]
+    return view
 
 
 def localise(payload: dict, publication: dict, language: str, segments: dict[str, dict],
@@ -107,12 +123,17 @@ def localise(payload: dict, publication: dict, language: str, segments: dict[str
                 continue
             path = f"sections.{i}.items.{j}"
             view = {key: str(item.get(key) or "") for key in ITEM_KEYS}
+            whole = field(f"{path}.text", item_text(item))
             view.update({"title": field(f"{path}.title", item.get("title")),
-                         "text": field(f"{path}.text", item.get("text")),
+                         "text": dict(whole), "full": whole, "trimmed": False,
                          "link": str(item.get("link") or "").strip(),
                          "more": refs.get((path, ""), ""), "path_in_payload": path})
             view["link_ref"] = refs.get((path, view["link"]), "") if view["link"] else ""
-            for key in ("title", "text"):
+            if item.get("full") and whole["text"]:  # the bulletin shows it trimmed
+                length = int(payload.get("item_length") or len(str(item.get("text") or "")))
+                view["text"]["text"] = trim(whole["text"], max(40, length))
+                view["trimmed"] = view["text"]["text"] != " ".join(whole["text"].split())
+            for key in ("title", "text", "full"):
                 view[key]["text"] = replace_urls(view[key]["text"], path, refs)
             items.append(view)
         sections.append({"heading": field(f"sections.{i}.heading", section.get("heading")),
@@ -148,16 +169,39 @@ def find_item(view: dict, path: str) -> dict | None:
 
 
 def wrap(text: str, width: int = WIDTH) -> str:
-    """Every line at most `width` columns (a word longer than that is cut),
-    keeping each line's indent, and a list item's hanging indent."""
+    """Every line at most `width` columns, keeping each line's indent, and a list
+    item's hanging indent; a word longer than a line (a URL) is never cut: it
+    stays whole on a line of its own."""
+    return "\n".join(line for line, _soft in _wrapped(text, width))
+
+
+def flowed(text: str, width: int = WIDTH) -> str:
+    """`text` as format=flowed (RFC 3676, DelSp=No), so a reader's client can
+    rewrap it: a line broken here ends with a space (a soft break); a line that
+    starts with a space, '>' or 'From ' gets one more space in front (stuffing).
+    Lines stay within `width` columns, those marks included; a URL longer than
+    a line stays whole on its own line."""
     out = []
+    for line, soft in _wrapped(text, width - 2, hard_width=width - 1):
+        if line.startswith((" ", ">", "From ")):
+            line = " " + line
+        out.append(line + " " if soft else line)
+    return "\n".join(out)
+
+
+def _wrapped(text: str, width: int, hard_width: int | None = None):
+    """(line, broken here) for each line of `text` wrapped at `width`; a line
+    already within `hard_width` (default `width`) is kept as it is."""
+    hard_width = width if hard_width is None else hard_width
     for line in text.replace("\r\n", "\n").split("\n"):
-        if len(line) <= width:
-            out.append(line.rstrip())
+        line = line.rstrip()
+        if len(line) <= hard_width:
+            yield line, False
             continue
         indent = line[:len(line) - len(line.lstrip())]
         hanging = indent + ("  " if line.lstrip()[:2] in ("* ", "- ") else "")
-        out.extend(textwrap.wrap(line.strip(), width, initial_indent=indent,
-                                 subsequent_indent=hanging, break_long_words=True,
-                                 break_on_hyphens=False) or [""])
-    return "\n".join(out)
+        pieces = textwrap.wrap(line.strip(), width, initial_indent=indent,
+                               subsequent_indent=hanging, break_long_words=False,
+                               break_on_hyphens=False) or [""]
+        for number, piece in enumerate(pieces):
+            yield piece, number < len(pieces) - 1

@@ -24,6 +24,7 @@ from relays import dispatch, hub, postal, translation
 from relays.federation import prune_seen
 from relays.handlers import fetch, site_handlers
 from relays.node import check_relay_settings
+from relays.upstream import relay_member_rule
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ def relay_extensions(site, extensions):
     check_relay_settings(site)
     handlers = {**extensions.site, **site_handlers(site)}
     changes = {"site": handlers}
+    if site.settings.site.role == "hub":  # relays' readers are members by relay
+        changes["post"] = (relay_member_rule,) + tuple(extensions.post)
     if site.settings.site.role == "relay" and getattr(extensions, "fetch", "") is None:
         changes["fetch"] = fetch
     return dataclasses.replace(extensions, **changes)

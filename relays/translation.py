@@ -8,12 +8,16 @@ and the translation memory (exact match on normalised text, per language
 pair) fill what was translated before; the rest go to the language's
 translators as one numbered plain-text sheet by email, with a reply address
 of its own (`relay+CODE@domain`). Their reply fills the sheet and the memory
-(`sheets.py` reads it). When every sheet is complete, or at the deadline,
-the publication is 'ready': what is still open goes out in the original
-language, marked. Every step is one transaction and works from the stored
+(`sheets.py` reads it). Each language is ready on its own (a
+`relay_dispatches` row, which dispatch takes at once): the original at
+once, a language with nothing open at once, the others when their sheet is
+complete or at the deadline, when what is still open goes out in the
+original language, marked. The publication is 'ready' when every language
+is. Every step is one transaction and works from the stored
 status, so a crash repeats nothing and loses nothing.
 Writes `translation_segments`, `translation_sheets`, `translation_memory`,
-`tokens` and `relay_publications.status`; queues sheets through notify.
+`tokens`, `relay_dispatches` and `relay_publications.status`; queues sheets
+through notify.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from datetime import datetime, timedelta
 from listserv.delivery.notify import send_template
 from listserv.mail.tokens import issue_token, peek_token
 from relays import node
+from relays.language import detect
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,13 @@ def sections_of(payload: dict) -> list[dict]:
     return [{"heading": "", "items": items}] if isinstance(items, list) else []
 
 
+def item_text(item: dict):
+    """The text of an item to translate: its whole text when the hub sent it
+    (`full`), else the text as printed in the bulletin."""
+    full = item.get("full")
+    return full if isinstance(full, str) and full.strip() else item.get("text")
+
+
 def segments_of(payload: dict, language: str) -> list[Segment]:
     """Every translatable text of a publication, numbered from 1 in reading order."""
     found: list[tuple[str, str, object]] = [("title", language, payload.get("title"))]
@@ -66,13 +78,28 @@ def segments_of(payload: dict, language: str) -> list[Segment]:
             if not isinstance(item, dict):
                 continue
             item_language = str(item.get("language") or language)
-            for key in ("title", "text"):
-                found.append((f"sections.{i}.items.{j}.{key}", item_language, item.get(key)))
+            found.append((f"sections.{i}.items.{j}.title", item_language, item.get("title")))
+            found.append((f"sections.{i}.items.{j}.text", item_language, item_text(item)))
     segments = []
     for path, source_language, text in found:
         if isinstance(text, str) and text.strip():
             segments.append(Segment(len(segments) + 1, path, source_language, text.strip()))
     return segments
+
+
+def detected(segment: Segment, site, targets: list[str]) -> Segment:
+    """An item's text written in one of the relay's languages although its item
+    says otherwise (a French reply in an English forum) is taken as written in
+    that language, so it is not sent to be translated into itself."""
+    if not segment.path.endswith(".text") or segment.source_language in targets:
+        return segment
+    found = detect(segment.source, set(site.settings.site.languages) | set(targets)
+                   | {segment.source_language})
+    if found and found != segment.source_language and found in targets:
+        log.info("segment %s reads as '%s', not '%s'", segment.path, found,
+                 segment.source_language)
+        return Segment(segment.number, segment.path, found, segment.source)
+    return segment
 
 
 def hub_heading(payload: dict, path: str, language: str) -> str | None:
@@ -116,8 +143,12 @@ def prepare(db, site, publication: dict, now: datetime, draft=None) -> str:
     target)` is the optional machine translation that pre-fills drafts."""
     payload = json.loads(publication["payload"])
     segments = segments_of(payload, publication["language"])
+    targets = target_languages(db, site, publication)
+    if targets:
+        segments = [detected(segment, site, targets) for segment in segments]
     waiting = False
-    for language in target_languages(db, site, publication):
+    language_ready(db, publication, publication["language"], now)
+    for language in targets:
         rows = []
         for segment in segments:
             text, status, by = None, "open", ""
@@ -141,6 +172,8 @@ def prepare(db, site, publication: dict, now: datetime, draft=None) -> str:
         if open_rows:
             waiting = True
             open_sheet(db, site, publication, language, len(open_rows), now)
+        else:
+            language_ready(db, publication, language, now)
     if waiting:
         db.execute("UPDATE relay_publications SET status = 'translating' WHERE id = ?",
                    [publication["id"]])
@@ -223,6 +256,13 @@ def progress(db, publication_id: int) -> dict:
     return result
 
 
+def language_ready(db, publication: dict, language: str, now: datetime) -> None:
+    """One language of a publication may go out now (once; dispatch takes it)."""
+    db.execute("INSERT OR IGNORE INTO relay_dispatches (publication_id, language, status, "
+               "ready_at) VALUES (?, ?, 'ready', ?)", [publication["id"], language,
+                                                      now.isoformat()])
+
+
 def mark_ready(db, site, publication_id: int, now: datetime) -> None:
     """Translation is over for this publication: tell the hub, let dispatch take it."""
     changed = db.execute("UPDATE relay_publications SET status = 'ready', ready_at = ? "
@@ -244,6 +284,7 @@ def complete_if_done(db, site, sheet_id: int, now: datetime) -> bool:
         return sheet["status"] == "complete"
     db["translation_sheets"].update(sheet_id, {"status": "complete",
                                                "completed_at": now.isoformat()})
+    language_ready(db, {"id": sheet["publication_id"]}, sheet["language"], now)
     still = db.execute("SELECT 1 FROM translation_sheets WHERE publication_id = ? AND "
                        "status IN ('open', 'unassigned') LIMIT 1",
                        [sheet["publication_id"]]).fetchone()
@@ -260,6 +301,9 @@ def expire_due(db, site, now: datetime, limit: int = 20) -> int:
     for row in rows:
         db.execute("UPDATE translation_segments SET status = 'original' "
                    "WHERE publication_id = ? AND status = 'open'", [row["id"]])
+        for (language,) in db.execute("SELECT DISTINCT language FROM translation_segments "
+                                      "WHERE publication_id = ?", [row["id"]]).fetchall():
+            language_ready(db, row, language, now)
         db.execute("UPDATE translation_sheets SET status = 'expired' WHERE publication_id = ? "
                    "AND status IN ('open', 'unassigned')", [row["id"]])
         mark_ready(db, site, row["id"], now)

@@ -10,7 +10,13 @@ At the hub, `inject` puts the author's message back into the hub's own
 intake, as if the author had written to `whatsnew@HUB` or `FORUM@HUB`
 (mail_from and From are the author), with `X-Listserv-Relay` and the trace
 on top: from there the hub's normal flow (review, moderation, What's New)
-takes it. Writes `relay_upstream` at a relay and `messages` at the hub.
+takes it. The relay says whether the author is one of its readers and the
+message's language (declared, the reader's, or detected); the hub adds it
+as Content-Language when the message has none and, through
+`relay_member_rule`, treats a reader's reply to a forum whose digest the
+relay carries as a member's post (members by relay), and names the relay
+in any hold. Writes `relay_upstream` at a relay and `messages` and
+`relay_injected` at the hub.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from listserv.delivery.notify import send_template
+from listserv.intake.policy import Decision
 from listserv.mail.addresses import AddressError, check
-from listserv.mail.message import Parsed, clean_header_value
+from listserv.mail.message import Parsed, clean_header_value, text_body
 from relays import node
 from relays.federation import TRACE_HEADER, header_trace, queue_envelope, read_secrets
+from relays.language import declared, detect
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,11 @@ def pass_up(db, site, row: dict, parsed: Parsed | None, now: datetime, kind: str
     if db.execute("SELECT 1 FROM relay_upstream WHERE message_id = ? AND kind = ? AND "
                   "forum = ?", [row["id"], kind, forum]).fetchone():
         return False
-    body = {"kind": kind, "forum": forum,
+    reader = db.execute("SELECT language FROM relay_recipients WHERE profile = 'lowband' AND "
+                        "address = ?", [author]).fetchone()
+    language = declared(parsed.message) or (reader[0] if reader else "") or \
+        (detect(text_body(parsed.message, limit=20_000), settings.site.languages) or "")
+    body = {"kind": kind, "forum": forum, "reader": reader is not None, "language": language,
             "author": {"address": author, "name": clean_header_value(parsed.sender[0], 200)},
             "message_id": parsed.message_id, "received_at": row["received_at"],
             "raw": base64.b64encode(bytes(row["raw"])).decode("ascii")}
@@ -111,12 +123,48 @@ def inject(db, site, relay_id: str, envelope: dict, now: datetime) -> int | None
     settings = site.settings
     target = hub_address(settings, kind, forum)
     trace = ", ".join(list(envelope["trace"]) + [settings.node_id])
+    language = str(body.get("language") or "").lower()
+    language = language if re.match(r"^[a-z]{2,3}$", language) else ""
     top = (f"Received: from {relay_id} by {settings.domain} (listserv federation "
            f"{envelope['id']}); {format_datetime(now)}\r\n"
-           f"X-Listserv-Relay: {relay_id}\r\n{TRACE_HEADER}: {trace}\r\n").encode("ascii")
+           f"X-Listserv-Relay: {relay_id}\r\n{TRACE_HEADER}: {trace}\r\n")
+    if language and not re.search(rb"(?im)^content-language:", raw.split(b"\r\n\r\n", 1)[0]):
+        top += f"Content-Language: {language}\r\n"  # declared by the relay, or detected
+    top = top.encode("ascii")
     message_id = db["messages"].insert({
         "received_at": now.isoformat(), "mail_from": author, "rcpt_tos": json.dumps([target]),
         "raw": top + raw, "size": len(top) + len(raw), "status": "received"}).last_pk
+    db["relay_injected"].insert({"message_id": message_id, "relay_id": relay_id,
+                                 "author": author, "language": language,
+                                 "reader": 1 if body.get("reader") else 0}, alter=False,
+                                replace=True)
     log.info("upstream %s from %s (relay %s) entered the hub as message %s to %s", kind,
              author, relay_id, message_id, target)
     return message_id
+
+
+def relay_member_rule(db, site, forum: dict, parsed, row: dict, decision: Decision,
+                      now: datetime) -> Decision:
+    """On the hub, before the forum's own rules (Extensions.post): a reply a relay
+    passed up for one of its readers, to a forum whose digest that relay
+    carries, is a member's post (the hub trusts the relay's attribution: its
+    readers are members by relay); any hold of such a reply says which relay it
+    came through, so the facilitator knows where it comes from."""
+    found = db.execute("SELECT i.relay_id, i.author, i.reader, r.digests FROM relay_injected i "
+                       "LEFT JOIN relays r ON r.id = i.relay_id AND r.status = 'active' "
+                       "WHERE i.message_id = ?", [row["id"]]).fetchone()
+    if found is None:
+        return decision
+    relay_id, author, reader, digests = found
+    author_is_sender = bool(parsed.sender) and parsed.sender[1] == author
+    carried = digests is not None and forum["slug"] in json.loads(digests or "[]")
+    if decision.action == "hold" and decision.rule == "non-member" and reader and carried \
+            and author_is_sender:
+        log.info("message %s on %s: %s is a reader of the relay %s, a member by relay",
+                 row["id"], forum["slug"], author, relay_id)
+        return Decision("distribute", f"a member by the relay {relay_id}")
+    if decision.action == "hold":
+        who = "one of its readers" if reader else "someone who is not one of its readers"
+        return Decision("hold", f"{decision.reason} (it came through the relay {relay_id}, "
+                                f"from {who})", decision.rule)
+    return decision

@@ -216,8 +216,16 @@ class RelaySection:
     translators: dict[str, str] = field(default_factory=dict)
     deadline: str = "3d"
     machine_translation: str = ""
+    postal_return_address: str = ""
+    postal_country: str = ""
 
     def check(self, key: str) -> None:
+        if key == "postal_country" and self.postal_country and \
+                not re.match(r"^[A-Z]{2}$", self.postal_country):
+            raise ValueError(f"'{self.postal_country}' must be a two-letter country code in "
+                             f"capitals, e.g. 'SN'")
+        if key == "postal_return_address" and len(self.postal_return_address) > 500:
+            raise ValueError("is too long for a label: at most 500 characters")
         if key == "hub" and self.hub and ("@" not in self.hub or any(
                 c in self.hub for c in " \r\n<>")):
             raise ValueError(f"'{self.hub}' is not the hub's federation address, e.g. "

@@ -73,13 +73,23 @@ def contexts(site, forum) -> dict[str, list[dict]]:
 
 
 
+READER_RESULTS = [("set language pt", "set-language", "pt"), ("set budget 3000", "set-budget",
+                                                                 "3000"),
+                  ("unsubscribe", "leave-confirm-sent", ""), ("confirm", "left", ""),
+                  ("unsubscribe", "not-reader", ""), ("set language de", "bad-language", "de"),
+                  ("set budget 9", "bad-budget", "9"), ("set colour", "set-usage", ""),
+                  ("confirm", "token-unknown", ""), ("confirm", "token-used", ""),
+                  ("confirm", "token-expired", ""), ("confirm", "token-address", "")]
+
+
 def relay_samples(base: dict) -> dict[str, list[dict]]:
     """The relays/ templates: translation sheets and answers, lowband and postal copies."""
     field = lambda text, original="": {"text": text, "original": original}  # noqa: E731
     entry = {"ref": "INIT-42", "title": field("A new well"), "text": field("Dug by all.", "en"),
              "link": "https://example.org/well", "more": "L1", "link_ref": "L2",
              "region": "Sahel", "path": "geocultural", "forum": "sahel-network",
-             "author": "Ana", "date": "", "when": "", "path_in_payload": "sections.0.items.0"}
+             "author": "Ana", "date": "", "when": "", "path_in_payload": "sections.0.items.0",
+             "full": field("Dug by all, over three months.", "en"), "trimmed": True}
     view = {"key": "whatsnew:17", "kind": "whatsnew", "number": 17, "language": "fr",
             "original_language": "en", "title": field("Quoi de neuf 17"), "forum": "",
             "sections": [{"heading": field("Régions"), "subheading": field("Sahel", "en"),
@@ -99,6 +109,8 @@ def relay_samples(base: dict) -> dict[str, list[dict]]:
     outcome = {"sheet": 4, "language": "fr", "accepted": [1, 2], "unchanged": [3],
                "unknown": [9], "missing": [4], "complete": False, "late": False}
     hit = {"ref": "L2", "url": "https://example.org/well", "item": entry, "view": view}
+    reader = {**relay, "address": "ana@example.org", "join": "whatsnew-join@relay.example.org",
+              "languages": ["en", "fr"], "min_budget": 1500, "max_budget": 10000000}
     return {
         "translation-sheet.txt": [sheet, {**sheet, "segments": [], "numbers_by_language": {}}],
         "translation-reply.txt": [
@@ -112,7 +124,14 @@ def relay_samples(base: dict) -> dict[str, list[dict]]:
         "lowband-get.txt": [{**relay, "found": [hit], "missing": ["L99"], "asked": True},
                             {**relay, "found": [], "missing": ["L99"], "asked": True},
                             {**relay, "found": [], "missing": [], "asked": False}],
-        "postal-master.txt": [{**relay, "view": view}, {**relay, "view": digest}],
+        "postal-master.txt": [{**relay, "view": view, "postal": "Centre, BP 3, Dakar"},
+                              {**relay, "view": digest, "postal": ""}],
+        "relay-reader-results.txt": [
+            {**reader, "results": [{"line": line, "code": code, "value": value}
+                                   for line, code, value in READER_RESULTS]}],
+        "relay-reader-confirm.txt": [{**reader, "confirm_address":
+                                      "listserv+abc@relay.example.org",
+                                      "expires": "2026-11-30 09:00 UTC"}],
         "relay-upstream-refused.txt": [{**base, "subject": "Report", "size": 3000000,
                                         "limit": 2097152}, {**base, "subject": "",
                                                             "size": 3, "limit": 2}],

@@ -130,6 +130,28 @@ def parse(data: bytes):
 
 
 def body_text(message) -> str:
+    """The plain text as a reader's client shows it: format=flowed (RFC 3676)
+    undone, stuffed spaces removed and soft line breaks joined."""
+    part = message.get_body(preferencelist=("plain",)) if message.is_multipart() else message
+    text = part.get_content().replace("\r\n", "\n")
+    if part.get_param("format", "").lower() != "flowed":
+        return text
+    lines, joined = text.split("\n"), []
+    carry = ""
+    for line in lines:
+        line = line[1:] if line.startswith(" ") else line
+        if line.endswith(" ") and line != "-- ":
+            carry += line
+            continue
+        joined.append(carry + line)
+        carry = ""
+    if carry:
+        joined.append(carry)
+    return "\n".join(joined)
+
+
+def wire_text(message) -> str:
+    """The plain text as it travels (wrapped, stuffed), for checking line lengths."""
     part = message.get_body(preferencelist=("plain",)) if message.is_multipart() else message
     return part.get_content().replace("\r\n", "\n")
 
@@ -158,13 +180,14 @@ def run_pipeline(site, raw: bytes | str, now: datetime, rcpts: list[str],
                  mail_from: str = "someone@example.org") -> None:
     """Store a message as intake does and run the real pipeline on it, with the
     handlers `listserv serve` wires for this site's role."""
-    from listserv.intake.pipeline import Extensions, process_received
+    from listserv.intake.pipeline import process_received
     from listserv.intake.smtp import store_incoming
+    from listserv.serve import wire_extensions
     from relays.serving import relay_extensions
 
     if isinstance(raw, str):
         raw = raw.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-    extensions = relay_extensions(site, Extensions())
+    extensions = relay_extensions(site, wire_extensions(site))
     with site.db.atomic():
         store_incoming(site.db, raw, mail_from, rcpts, now)
     for _ in range(5):  # messages the pipeline stores for itself (upstream) too

@@ -25,7 +25,7 @@ from relaykit import (
 
 from listserv.site import forums, members
 from listserv.site.folder import Site
-from relays import dispatch, hub, translation
+from relays import dispatch, hub, postal, translation
 
 NEW_SECRET_LINE = SECRET + "\n"
 
@@ -149,11 +149,27 @@ def test_the_relays_acknowledgements_show_in_relay_status(hub_site, relay, now):
     assert (report["received"], report["translated"], report["dispatched"]) == (1, 1, 1)
     (sent,) = report["publications"]
     assert sent["dispatched"]["profiles"]["lowband"]["recipients"] == 1
-    assert sent["dispatched"]["profiles"]["postal"] == {"recipients": 1, "batches": 1}
+    assert sent["dispatched"]["profiles"]["postal"] == {"recipients": 1, "batches": 1,
+                                                         "posted": 0}
     assert sent["translated"]["languages"]["fr"]["segments"] == 9
     text = listserv("relay", "status", site=hub_site.folder).stdout
     assert "received 1, translated 1, dispatched 1" in text
-    assert "lowband 1 recipients" in text and "postal 1 in 1 batches" in text
+    assert "lowband 1 recipients" in text and "postal 1 in 1 batches, 0 posted" in text
+
+    # By post, "dispatched" means posted: the operator's mark-sent reaches the hub.
+    postal.build_pending(relay, later)
+    listserv("postal", "mark-sent", "whatsnew-17-fr", "--at", later.isoformat(),
+             site=relay.folder)
+    ((_, posted),) = outgoing(relay, "relay-ack:%:posted:%")
+    run_pipeline(hub_site, posted, later, [f"relay@{HUB_DOMAIN}"],
+                 "listserv-bounces@relay-a.example.org")
+    (report,) = json.loads(listserv("relay", "status", "relay-a", "--json",
+                                    site=hub_site.folder).stdout)
+    (sent,) = report["publications"]
+    assert sent["posted_at"] and sent["posted"]["whatsnew-17-fr"]["recipients"] == 1
+    assert sent["dispatched"]["profiles"]["postal"]["posted"] == 1
+    assert "postal 1 in 1 batches, 1 posted" in listserv("relay", "status",
+                                                        site=hub_site.folder).stdout
     status = listserv("status", site=hub_site.folder).stdout
     assert "relay-a (active): 1 sent, 1 received, 1 dispatched" in status
 

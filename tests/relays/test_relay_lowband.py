@@ -15,6 +15,7 @@ from relaykit import (
     receive,
     run_pipeline,
     whatsnew_payload,
+    wire_text,
     write_relay_site,
 )
 
@@ -70,7 +71,8 @@ def test_every_copy_is_plain_text_at_72_columns_under_the_budget_in_numbered_par
         assert len(caught.data) <= BUDGET
         message = caught.message
         assert not message.is_multipart() and message.get_content_type() == "text/plain"
-        text = body_text(message)
+        text = wire_text(message)
+        assert message.get_param("format") == "flowed"
         assert all(len(line) <= 72 for line in text.splitlines()), text
         assert "http://" not in text and "https://" not in text
     subjects = sorted(c.message["Subject"] for c in copies)
@@ -159,3 +161,47 @@ def test_a_forum_digest_tells_readers_where_to_reply_in_the_forum(relay, sink, n
     text = body_text(copy.message)
     assert "* Rencontre à Bamako\n  Nous nous retrouvons samedi.\n  (Awa Diop)" in text
     assert "écrivez à reply+peace@relay-a.example.org" in text
+
+
+def test_each_copy_is_addressed_to_its_reader_and_says_how_to_leave(relay, sink, now):
+    dispatched(relay, now)
+    for address in ("ana@example.org", "ben@example.net", "carl@example.org"):
+        copies = [c.message for c in sink.caught if address in c.rcpt_tos]
+        assert copies and all(m["To"] == address for m in copies)
+        assert all(m["List-Unsubscribe"] == "<mailto:listserv@relay-a.example.org"
+                                            "?subject=unsubscribe>" for m in copies)
+    (ben,) = [c.message for c in sink.caught if "ben@example.net" in c.rcpt_tos]
+    assert 'écrivez « unsubscribe » à listserv@relay-a.example.org' in body_text(ben)
+
+
+@pytest.mark.parametrize("budget", range(1500, 4200, 90))
+def test_no_part_is_the_footer_alone_and_the_last_part_carries_it(relay, now, budget):
+    from relays.lowband import plan_parts
+
+    paragraphs = [f"* Item {n}\n  " + "Seeds and tools shared across the valley. " * (n % 5 + 1)
+                  for n in range(14)]
+    footer = ("--\nTo read more, write \"get\" and the reference to listserv@relay-a."
+              "example.org.\nTo stop receiving these, write \"unsubscribe\" to "
+              "listserv@relay-a.example.org.")
+    plan = plan_parts(relay, to="ana@example.org", subject="What's New no. 17",
+                      text="\n\n".join(paragraphs) + "\n\n" + footer, budget=budget, now=now)
+    bodies = [text.split("\n\n", 1)[1] if len(plan) > 1 else text for _, text in plan]
+    assert all(not body.lstrip().startswith("--") for body in bodies)
+    assert "unsubscribe" in bodies[-1] and all("unsubscribe" not in b for b in bodies[:-1])
+    assert "".join(bodies).count("* Item") == 14
+
+
+def test_a_long_link_is_never_broken_across_lines(relay, sink, now):
+    link = "https://example.org/initiatives/2026/sahel/kayes/a-new-well-dug-by-the-whole-" \
+           "village-in-the-dry-season?lang=fr&photos=1"
+    dispatched(relay, now, whatsnew_payload(link=link))
+    first = body_text([c for c in sink.caught if "ben@example.net" in c.rcpt_tos][0].message)
+    link_ref = re.search(r"(?:the link|le lien) : get (L\d+)", first).group(1)
+    later = now + timedelta(days=3, minutes=5)
+    run_pipeline(relay, f"From: ben@example.net\nTo: listserv@relay-a.example.org\n"
+                        f"Subject: get {link_ref}\nMessage-ID: <g2@example.org>\n\n", later,
+                 ["listserv@relay-a.example.org"], "ben@example.net")
+    deliver_pending(relay, later)
+    (answer,) = [c.message for c in sink.caught if "ben@example.net" in c.rcpt_tos
+                 and c.message["In-Reply-To"] == "<g2@example.org>"]
+    assert link in wire_text(answer).splitlines()

@@ -5,6 +5,7 @@ folder; rebuilt whole after a crash; marked sent by the operator."""
 from __future__ import annotations
 
 import csv
+import email
 import io
 import json
 from datetime import timedelta
@@ -12,7 +13,14 @@ from datetime import timedelta
 import pytest
 from helpers import listserv
 from pypdf import PdfReader
-from relaykit import add_recipients, receive, whatsnew_payload, write_relay_site
+from relaykit import (
+    HUB_DOMAIN,
+    add_recipients,
+    outgoing,
+    receive,
+    whatsnew_payload,
+    write_relay_site,
+)
 
 from listserv.site.folder import Site
 from relays import dispatch, postal, sheets, translation
@@ -72,7 +80,8 @@ def test_a_batch_per_language_holds_the_translated_master_labels_and_manifest(re
     labels = pdf_text(folder / "labels.pdf")
     assert labels.index("Aïcha Koné") < labels.index("Moussa Traoré") < labels.index("Fatou Ba")
     assert "Quartier Médina" in labels and "John Mensah" not in labels
-    rows = list(csv.DictReader(io.StringIO((folder / "manifest.csv").read_text("utf-8"))))
+    rows = [r for r in csv.DictReader(io.StringIO((folder / "manifest.csv").read_text("utf-8")))
+            if r["kind"] == "label"]
     assert [(r["country"], r["name"]) for r in rows] == [
         ("ML", "Aïcha Koné"), ("ML", "Moussa Traoré"), ("SN", "Fatou Ba")]
     assert rows[2]["postal_address"] == "Quartier Médina / BP 45 / Dakar"
@@ -116,7 +125,7 @@ def test_a_batch_left_half_written_by_a_crash_is_built_again_whole(relay, now):
     assert not half.exists()
     assert "Moussa Traoré" in pdf_text(folder / "labels.pdf")
     rows = (folder / "manifest.csv").read_text("utf-8").splitlines()
-    assert len(rows) == 4  # header and three readers, none twice
+    assert len([r for r in rows if r.startswith("label,")]) == 3  # three readers, none twice
     assert postal.build_pending(relay, now) == 0
 
 
@@ -153,3 +162,71 @@ def test_the_operator_lists_shows_and_marks_a_batch_sent_once(relay, now):
                                                      "whatsnew-17-en": "ready"}
     missing = listserv("postal", "show", "nope", site=relay.folder, check=False)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def with_centre(site: Site) -> Site:
+    with open(site.folder / "listserv.toml", "a", encoding="utf-8") as config:
+        config.write('postal_return_address = "Centre régional ENDA; BP 3370; Dakar"\n'
+                     'postal_country = "SN"\n')
+    return Site(site.folder)
+
+
+def test_labels_follow_upu_s42_country_in_capitals_in_the_centres_language(relay, now):
+    relay = with_centre(relay)
+    translated_and_dispatched(relay, now)
+    postal.build_pending(relay, now)
+    labels = pdf_text(relay.data / "postal" / "whatsnew-17-fr" / "labels.pdf")
+    lines = [line.strip() for line in labels.splitlines()]
+    assert lines.count("MALI") == 2  # international: the country, in capitals, last
+    assert lines[lines.index("Kayes") + 1] == "MALI"
+    assert "SÉNÉGAL" not in lines and "ML" not in lines and "SN" not in lines  # domestic
+    assert labels.count("Centre régional ENDA, BP 3370, Dakar") == 3  # the return address
+    english = pdf_text(relay.data / "postal" / "whatsnew-17-en" / "labels.pdf")
+    assert "GHANA" in english.splitlines()
+
+
+def test_a_label_that_does_not_fit_is_reported_never_cut_silently(relay, now):
+    add_recipients(relay, now, {
+        "who": "Mamadou", "profile": "postal", "language": "fr", "country": "ML",
+        "postal_address": "Coopérative des femmes maraîchères et transformatrices de "
+                          "produits locaux du cercle de Kayes; BP 7; Kayes"})
+    translated_and_dispatched(relay, now)
+    postal.build_pending(relay, now)
+    (batch,) = [b for b in postal.list_batches(relay.db) if b["id"] == "whatsnew-17-fr"]
+    (problem,) = batch["problems"]
+    assert problem["name"] == "Mamadou" and "too wide" in problem["problem"]
+    labels = pdf_text(relay.data / "postal" / "whatsnew-17-fr" / "labels.pdf")
+    assert "produits locaux du cercle de Kayes" in labels  # printed whole, not cut
+    manifest = (relay.data / "postal" / "whatsnew-17-fr" / "manifest.csv").read_text("utf-8")
+    (row,) = [r for r in csv.DictReader(io.StringIO(manifest)) if r["name"] == "Mamadou"]
+    assert "too wide" in row["problem"]
+    shown = listserv("postal", "show", "whatsnew-17-fr", site=relay.folder).stdout
+    assert "1 label(s) do not fit" in listserv("postal", "show", "whatsnew-17-fr",
+                                               site=relay.folder).stderr
+    assert "Mamadou: line 2 is too wide" in shown
+    refused = listserv("recipient", "add", "Awa", "--profile", "postal", "--country", "ML",
+                       "--postal-address", "a; b; c; d; e; f", site=relay.folder, check=False)
+    assert refused.returncode == 1 and "a label holds 5" in refused.stderr
+
+
+def test_the_manifest_gives_a_subtotal_per_country_and_the_total(relay, now):
+    translated_and_dispatched(relay, now)
+    postal.build_pending(relay, now)
+    manifest = (relay.data / "postal" / "whatsnew-17-fr" / "manifest.csv").read_text("utf-8")
+    rows = list(csv.DictReader(io.StringIO(manifest)))
+    assert [(r["kind"], r["country"], r["copies"]) for r in rows if r["kind"] != "label"] == [
+        ("subtotal", "ML", "2"), ("subtotal", "SN", "1"), ("total", "", "3")]
+
+
+def test_marking_a_batch_sent_tells_the_hub_it_was_posted(relay, now):
+    translated_and_dispatched(relay, now)
+    postal.build_pending(relay, now)
+    listserv("postal", "mark-sent", "whatsnew-17-fr", site=relay.folder)
+    ((to, raw),) = outgoing(relay, "relay-ack:whatsnew:17:posted:%")
+    assert to == f"relay@{HUB_DOMAIN}"
+    (part,) = [p for p in email.message_from_bytes(raw).walk()
+               if p.get_content_type() == "application/json"]
+    data = json.loads(part.get_payload(decode=True))
+    body = data["envelope"]["body"]
+    assert (body["stage"], body["counts"]["batch"], body["counts"]["recipients"]) == \
+        ("posted", "whatsnew-17-fr", 3)

@@ -126,6 +126,8 @@ def test_an_initiative_from_relay_a_comes_back_translated_by_email_and_by_post(n
     assert "Une foire aux semences à Thiès" in text
     assert "Quarante paysans ont échangé semences et outils au marché." in text
     assert all(len(c.data) <= BUDGET for c in sink.caught if "ana@example.org" in c.rcpt_tos)
+    assert all(m["To"] == "ana@example.org" and m.get_param("format") == "flowed"
+               and "unsubscribe" in m["List-Unsubscribe"] for m in copies)
     ref = re.search(r"get (L\d+)", text).group(1)
     send_mail(ports["relay-a"], "ana@example.org", ["listserv@relay-a.example.org"],
               f"From: ana@example.org\nTo: listserv@relay-a.example.org\nSubject: get {ref}\n"
@@ -161,8 +163,15 @@ def test_an_initiative_from_relay_a_comes_back_translated_by_email_and_by_post(n
     (sent_a,) = report["relay-a"]["publications"]
     assert sent_a["key"] == key and sent_a["received_at"] and sent_a["translated_at"]
     assert sent_a["dispatched"]["profiles"]["lowband"]["recipients"] == 1
-    assert sent_a["dispatched"]["profiles"]["postal"] == {"recipients": 2, "batches": 1}
+    assert sent_a["dispatched"]["profiles"]["postal"] == {"recipients": 2, "batches": 1,
+                                                           "posted": 0}
     assert report["relay-b"]["publications"][0]["translated"]["languages"]["pt"]["original"] > 0
+
+    # Posting relay A's batch is reported to the hub: by post, dispatched means posted.
+    listserv("postal", "mark-sent", batch["id"], site=relay_a)
+    wait_until(lambda: {r["id"]: r for r in json_of("relay", "status", site=hub)}["relay-a"][
+        "publications"][0]["dispatched"]["profiles"]["postal"]["posted"] == 2,
+        what="the hub told of the posting")
 
     # Forged, tampered and replayed federation messages are refused at relay A.
     (genuine,) = query(hub, "SELECT b.raw FROM deliveries d JOIN bodies b ON b.id = d.body_id "
@@ -185,3 +194,31 @@ def test_an_initiative_from_relay_a_comes_back_translated_by_email_and_by_post(n
     assert reasons[1].startswith("bad signature")
     assert reasons[2].startswith("replayed")
     assert [r[0] for r in query(relay_a, "SELECT key FROM relay_publications")] == [key]
+
+
+def test_a_relay_reader_manages_their_copy_by_email_and_replies_to_a_hub_forum_as_a_member(
+        nodes, sink):
+    hub, relay_a, relay_b, ports = nodes
+    listserv("forum", "create", "peace", "--title", "Peace", "--path", "thematic",
+             "--no-charter", site=hub)
+    listserv("relay", "edit", "relay-a", "--add-digest", "peace", site=hub)
+
+    send_mail(ports["relay-a"], "ana@example.org", ["listserv@relay-a.example.org"],
+              "From: Ana <ana@example.org>\nTo: listserv@relay-a.example.org\n"
+              "Subject: set budget 4000\nMessage-ID: <b1@example.org>\n\n")
+    (answer,) = sink.wait_for_recipient("ana@example.org", timeout=30)
+    assert "au plus 4000 octets" in body_text(answer)
+    assert query(relay_a, "SELECT budget FROM relay_recipients WHERE address = ?",
+                 ["ana@example.org"]) == [(4000,)]
+
+    send_mail(ports["relay-a"], "ana@example.org", ["reply+peace@relay-a.example.org"],
+              "From: Ana <ana@example.org>\nTo: reply+peace@relay-a.example.org\n"
+              "Subject: Re: Rencontre\nMessage-ID: <p1@example.org>\n\n"
+              "Merci pour ce message, nous viendrons tous à la rencontre de samedi.\n")
+    wait_until(lambda: query(hub, "SELECT sender, status FROM posts") ==
+               [("ana@example.org", "distributed")] or query(
+                   hub, "SELECT sender, status FROM posts") == [("ana@example.org", "approved")],
+               what="Ana's reply distributed at the hub as a member's")
+    (raw,) = query(hub, "SELECT m.raw FROM messages m JOIN posts p ON p.message_id = m.id")
+    assert b"Content-Language: fr\r\n" in bytes(raw[0])
+    assert query(hub, "SELECT count(*) FROM holds") == [(0,)]
