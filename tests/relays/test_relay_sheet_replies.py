@@ -9,11 +9,12 @@ import re
 from datetime import datetime, timezone
 
 from helpers import running_server, send_mail
-from relaykit import (HUB_DOMAIN, add_recipients, query, signed_publication, whatsnew_payload,
-                      write_relay_site)
+from relaykit import (HUB_DOMAIN, add_recipients, query, receive, signed_publication,
+                      whatsnew_payload, write_relay_site)
 from replyshapes import SHAPES, reply_mail, text_of
 
 from listserv.site import Site
+from relays import sheets, translation
 
 SHEET_LANGUAGES = ("fr", "es", "pt")
 TRANSLATORS = {language: f"tr-{language}@example.org" for language in SHEET_LANGUAGES}
@@ -91,3 +92,23 @@ def test_sheets_answered_in_every_client_shape_take_only_the_segments(tmp_path, 
     for words in (*REMARK.values(), "Merci", "Marie", "Mary", "iPhone", "Outlook", "Yahoo"):
         assert words not in memory, words
     assert query(folder, "SELECT DISTINCT status FROM translation_sheets") == [("complete",)]
+
+
+def test_a_segment_sent_back_unchanged_is_not_a_translation_nor_remembered(tmp_path, sink,
+                                                                            now):
+    site = Site(write_relay_site(tmp_path / "relay-b", smarthost=sink.port, languages=("fr",),
+                                 translators={"fr": TRANSLATORS["fr"]}))
+    add_recipients(site, now, {"who": "ana@example.org", "profile": "lowband", "language": "fr"})
+    receive(site, whatsnew_payload(), now)
+    with site.db.atomic():
+        translation.prepare_received(site.db, site, now)
+    reply = ("Bonjour,\n\n[1] Quoi de neuf n° 17\n[4] a new well  in KAYES!\n"
+             "[8] De l'eau pour les écoles\n\nCela vous convient ?\n\nMerci, Marie\n")
+    with site.db.atomic():
+        outcome = sheets.apply_reply(site.db, site, 1, reply, TRANSLATORS["fr"], now)
+    assert (outcome.accepted, outcome.unchanged) == ([1, 8], [4])
+    assert translation.recall(site.db, "en", "fr", "A new well in Kayes") is None
+    assert translation.recall(site.db, "en", "fr", "Water for schools") == \
+        "De l'eau pour les écoles"  # the last segment, without the question after it
+    status = dict(site.db.execute("SELECT number, status FROM translation_segments"))
+    assert status[4] == "open"
