@@ -20,7 +20,9 @@ header block (From:/Sent:, De :/Envoyé :, De:/Enviado:, Von:/Gesendet:) or
 an attribution with an unquoted copy of the original below it (Outlook,
 Yahoo, phones). With `closing=True`, for paths that expect structured
 content, a greeting opening the reply is dropped and a closing courtesy
-("Merci, Marie", "Thanks,", "Saludos", "Obrigada") ends it.
+("Merci, Marie", "Thanks,", "Saludos", "Obrigada") ends it, and so does a
+paragraph that opens like a mail server's legal footer ("This e-mail is
+confidential...", "Ce message...", "Este mensaje...", "Esta mensagem...").
 
 mail-parser-reply (PyPI) was weighed and not used: it has no Portuguese,
 its Spanish attribution pattern misses Gmail's "... escribió:", it keeps
@@ -82,6 +84,10 @@ _COURTESY = (r"(thanks|thank you|many thanks|thanks a lot|thanks again|thx|cheer
 _NAME = r"[^\W\d][\w'.-]*"
 _COURTESY_LINE = re.compile(rf"^{_COURTESY}\s*[,.!]*\s*(({_NAME})|([,-]\s*{_NAME}(\s+{_NAME})"
                             rf"{{0,2}}))?\s*[.!]*$")
+_DISCLAIMER = re.compile(r"^(this (e-?mail|message|communication)|confidential|disclaimer|"
+                         r"caution\s*:|ce (message|courriel|courrier)|avertissement|"
+                         r"avis de confidentialite|este (mensaje|correo|e-?mail)|aviso (legal|de confidencialidad)|"
+                         r"esta mensagem|confidencial|privileged)\b")
 _GREETING = re.compile(r"^(hi|hello|hey|dear|good (morning|afternoon|evening)|bonjour|bonsoir|"
                        r"salut|cher|chere|chers|hola|buenos dias|buenas tardes|estimado|"
                        r"estimada|estimados|querido|querida|ola|oi|bom dia|boa tarde|"
@@ -222,6 +228,9 @@ def read_text(body: str, *, closing: bool = False, max_lines: int = MAX_LINES) -
         if closing and not written and _GREETING.match(folded) and len(line) <= 60:
             index += 1
             continue
+        if closing and written and (not current or not current[-1].strip()) \
+                and _DISCLAIMER.match(folded):
+            break  # a mail server's legal footer, below the quote or the signature
         if closing and is_courtesy(folded, line, current):
             if written:
                 break

@@ -112,3 +112,11 @@ def test_hostile_bodies_are_read_without_failing():
     assert read_text(html_reply_text(deep)).lines == []
     assert read_text("x" * 300_000 + "\n").lines[0].startswith("x")
     assert read_text("On " + "a " * 1000 + "wrote:\nhelp\n").lines[0].startswith("On")
+
+
+def test_a_legal_footer_below_the_quote_is_not_structured_content():
+    body = ("On 23/11/2026 09:00, W wrote:\n> Link: https://old\n\nRegion: Kayes\n\n"
+            "This e-mail and any attachment are confidential.\nIf you received it...\n")
+    assert read_text(body, closing=True).lines == ["Region: Kayes"]
+    assert read_text("This message is about our well in Kayes.\n", closing=True).lines == \
+        ["This message is about our well in Kayes."]  # the opening line is the writer's own
