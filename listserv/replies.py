@@ -86,7 +86,8 @@ _COURTESY_LINE = re.compile(rf"^{_COURTESY}\s*[,.!]*\s*(({_NAME})|([,-]\s*{_NAME
                             rf"{{0,2}}))?\s*[.!]*$")
 _DISCLAIMER = re.compile(r"^(this (e-?mail|message|communication)|confidential|disclaimer|"
                          r"caution\s*:|ce (message|courriel|courrier)|avertissement|"
-                         r"avis de confidentialite|este (mensaje|correo|e-?mail)|aviso (legal|de confidencialidad)|"
+                         r"avis de confidentialite|este (mensaje|correo|e-?mail)|"
+                         r"aviso (legal|de confidencialidad)|"
                          r"esta mensagem|confidencial|privileged)\b")
 _GREETING = re.compile(r"^(hi|hello|hey|dear|good (morning|afternoon|evening)|bonjour|bonsoir|"
                        r"salut|cher|chere|chers|hola|buenos dias|buenas tardes|estimado|"

@@ -4,20 +4,21 @@ A sheet lists segments as `[N]` lines followed by the text to translate. A
 reply keeps the numbers: each `[N]` at the start of a line begins the
 translation of segment N, which runs until the next number (`[N] =` means
 "the same as the original", a name say: the translator's word, remembered
-so that it is not asked again). Only what the translator wrote is read, as the reply
-reader (listserv/replies.py) finds it: no quoted lines, attribution lines,
-forwarded or unquoted originals, signatures (with or without `-- `) or
-closing courtesies ("Merci, Marie"). Only numbered segments are taken: text
-before the first number is not read, and the segment written last keeps no
-more paragraphs than its source has, so what follows it is not taken. A
-quoted `[N]` followed by unquoted text (a reply written between the quoted
-segments) counts as segment N. A segment that looks unchanged from its
-source (case, spacing and punctuation aside) without `=` is not a
-translation: it stays open and is not remembered. `apply_reply` fills the segments and the memory
-in one transaction and says what was accepted, what is missing, what came
-back unchanged and which numbers are not on the sheet; `handle_sheet_mail`
-answers the translator with that. The operator's `translation submit` uses
-the same reader. Writes `translation_segments`, `translation_memory`,
+so that it is not asked again). Only what the translator wrote is read, as
+the reply reader (listserv/replies.py) finds it: no quoted lines,
+attribution lines, forwarded or unquoted originals, signatures (with or
+without `-- `) or closing courtesies ("Merci, Marie"). Only numbered
+segments are taken: text before the first number is not read, and the
+segment written last keeps no more paragraphs than its source has, so what
+follows it is not taken. A quoted `[N]` followed by unquoted text (a reply
+written between the quoted segments) counts as segment N. A segment that
+looks unchanged from its source (case, spacing and punctuation aside)
+without `=` is not a translation: it stays open and is not remembered.
+`apply_reply` fills the segments and the memory in one transaction and
+says what was accepted, what is missing, what came back unchanged and
+which numbers are not on the sheet; `handle_sheet_mail` answers the
+translator with that. The operator's `translation submit` uses the same
+reader. Writes `translation_segments`, `translation_memory`,
 `translation_sheets`; answers through notify.
 """
 
