@@ -158,8 +158,8 @@ def body_of(message: Message, limit: int = 200_000) -> str:
     text with the quotes marked; '' when it has neither."""
     html = ""
     try:
-        for part in message.walk():
-            if part.is_multipart() or part.get_content_disposition() == "attachment":
+        for part in _own_parts(message):
+            if part.get_content_disposition() == "attachment":
                 continue
             kind = part.get_content_type()
             if kind == "text/plain":
@@ -173,6 +173,20 @@ def body_of(message: Message, limit: int = 200_000) -> str:
     except Exception:  # hostile structure: read nothing rather than fail
         return ""
     return html_reply_text(html) if html else ""
+
+
+def _own_parts(message: Message, depth: int = 0):
+    """The leaf parts of a message, not those of messages attached to it
+    (a held post attached to a notice is not the reply)."""
+    if depth > 20:
+        return
+    if message.is_multipart():
+        if message.get_content_maintype() == "message":
+            return
+        for part in message.get_payload():
+            yield from _own_parts(part, depth + 1)
+    elif message.get_content_maintype() != "message":
+        yield message
 
 
 def read_message(message: Message, *, closing: bool = False, limit: int = 200_000) -> Reply:
@@ -275,7 +289,8 @@ def attribution_end(lines: list[str], start: int) -> int | None:
     if len(first) > 400:
         return None
     if _ATTRIBUTION_END.search(first):
-        if _ATTRIBUTION_START.match(first) or "@" in first or re.search(r"\d", first):
+        if _ATTRIBUTION_START.match(first) or "@" in first or re.search(r"\d", first) \
+                or next_is_quoted(lines, start + 1):  # "Ana wrote:" above a quote
             return start
         return None
     if not _ATTRIBUTION_START.match(first):
