@@ -179,8 +179,8 @@ def reply_mail(client: str, language: str, written: str, original, *, sender: st
                                               break_long_words=False, break_on_hyphens=False))
         plain = f"{written}\n\n{attribution}\n\n{quoted(text)}\n"
         markup = (f'<div dir="ltr">{_html(written)}</div><br><div class="gmail_quote">'
-                  f'<div dir="ltr" class="gmail_attr">{html.escape(GMAIL[language].format(**values))}'
-                  f'<br></div><blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex">'
+                  f'<div dir="ltr" class="gmail_attr">'
+                  f'{html.escape(GMAIL[language].format(**values))}<br></div><blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex">'
                   f"{_html(text)}</blockquote></div>")
         body = _alternative(_plain_part(plain, "quoted-printable"), markup)
     elif client == "gmail-html":
@@ -249,7 +249,8 @@ def reply_mail(client: str, language: str, written: str, original, *, sender: st
         raise AssertionError(client)
     prefix = REPLY_PREFIX["outlook" if client.startswith("outlook") else "other"][language]
     message_id = f"<{uuid.uuid4().hex}@example.org>"
-    head = (f"From: {mailbox(sender)}\nTo: {to}\nSubject: {header(subject or prefix + orig_subject)}\n"
+    subject = header(subject or prefix + orig_subject)
+    head = (f"From: {mailbox(sender)}\nTo: {to}\nSubject: {subject}\n"
             f"Date: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: {message_id}\n"
             f"In-Reply-To: {original['Message-ID']}\nReferences: {original['Message-ID']}\n"
             f"MIME-Version: 1.0\n")

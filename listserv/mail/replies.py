@@ -20,7 +20,9 @@ header block (From:/Sent:, De :/Envoyé :, De:/Enviado:, Von:/Gesendet:) or
 an attribution with an unquoted copy of the original below it (Outlook,
 Yahoo, phones). With `closing=True`, for paths that expect structured
 content, a greeting opening the reply is dropped and a closing courtesy
-("Merci, Marie", "Thanks,", "Saludos", "Obrigada") ends it.
+("Merci, Marie", "Thanks,", "Saludos", "Obrigada") ends it, and so does a
+paragraph that opens like a mail server's legal footer ("This e-mail is
+confidential...", "Ce message...", "Este mensaje...", "Esta mensagem...").
 
 mail-parser-reply (PyPI) was weighed and not used: it has no Portuguese,
 its Spanish attribution pattern misses Gmail's "... escribió:", it keeps
@@ -82,6 +84,11 @@ _COURTESY = (r"(thanks|thank you|many thanks|thanks a lot|thanks again|thx|cheer
 _NAME = r"[^\W\d][\w'.-]*"
 _COURTESY_LINE = re.compile(rf"^{_COURTESY}\s*[,.!]*\s*(({_NAME})|([,-]\s*{_NAME}(\s+{_NAME})"
                             rf"{{0,2}}))?\s*[.!]*$")
+_DISCLAIMER = re.compile(r"^(this (e-?mail|message|communication)|confidential|disclaimer|"
+                         r"caution\s*:|ce (message|courriel|courrier)|avertissement|"
+                         r"avis de confidentialite|este (mensaje|correo|e-?mail)|"
+                         r"aviso (legal|de confidencialidad)|"
+                         r"esta mensagem|confidencial|privileged)\b")
 _GREETING = re.compile(r"^(hi|hello|hey|dear|good (morning|afternoon|evening)|bonjour|bonsoir|"
                        r"salut|cher|chere|chers|hola|buenos dias|buenas tardes|estimado|"
                        r"estimada|estimados|querido|querida|ola|oi|bom dia|boa tarde|"
@@ -151,8 +158,8 @@ def body_of(message: Message, limit: int = 200_000) -> str:
     text with the quotes marked; '' when it has neither."""
     html = ""
     try:
-        for part in message.walk():
-            if part.is_multipart() or part.get_content_disposition() == "attachment":
+        for part in _own_parts(message):
+            if part.get_content_disposition() == "attachment":
                 continue
             kind = part.get_content_type()
             if kind == "text/plain":
@@ -166,6 +173,20 @@ def body_of(message: Message, limit: int = 200_000) -> str:
     except Exception:  # hostile structure: read nothing rather than fail
         return ""
     return html_reply_text(html) if html else ""
+
+
+def _own_parts(message: Message, depth: int = 0):
+    """The leaf parts of a message, not those of messages attached to it
+    (a held post attached to a notice is not the reply)."""
+    if depth > 20:
+        return
+    if message.is_multipart():
+        if message.get_content_maintype() == "message":
+            return
+        for part in message.get_payload():
+            yield from _own_parts(part, depth + 1)
+    elif message.get_content_maintype() != "message":
+        yield message
 
 
 def read_message(message: Message, *, closing: bool = False, limit: int = 200_000) -> Reply:
@@ -222,6 +243,9 @@ def read_text(body: str, *, closing: bool = False, max_lines: int = MAX_LINES) -
         if closing and not written and _GREETING.match(folded) and len(line) <= 60:
             index += 1
             continue
+        if closing and written and (not current or not current[-1].strip()) \
+                and _DISCLAIMER.match(folded):
+            break  # a mail server's legal footer, below the quote or the signature
         if closing and is_courtesy(folded, line, current):
             if written:
                 break
@@ -265,7 +289,8 @@ def attribution_end(lines: list[str], start: int) -> int | None:
     if len(first) > 400:
         return None
     if _ATTRIBUTION_END.search(first):
-        if _ATTRIBUTION_START.match(first) or "@" in first or re.search(r"\d", first):
+        if _ATTRIBUTION_START.match(first) or "@" in first or re.search(r"\d", first) \
+                or next_is_quoted(lines, start + 1):  # "Ana wrote:" above a quote
             return start
         return None
     if not _ATTRIBUTION_START.match(first):

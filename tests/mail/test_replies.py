@@ -112,3 +112,22 @@ def test_hostile_bodies_are_read_without_failing():
     assert read_text(html_reply_text(deep)).lines == []
     assert read_text("x" * 300_000 + "\n").lines[0].startswith("x")
     assert read_text("On " + "a " * 1000 + "wrote:\nhelp\n").lines[0].startswith("On")
+
+
+def test_a_legal_footer_below_the_quote_is_not_structured_content():
+    body = ("On 23/11/2026 09:00, W wrote:\n> Link: https://old\n\nRegion: Kayes\n\n"
+            "This e-mail and any attachment are confidential.\nIf you received it...\n")
+    assert read_text(body, closing=True).lines == ["Region: Kayes"]
+    assert read_text("This message is about our well in Kayes.\n", closing=True).lines == \
+        ["This message is about our well in Kayes."]  # the opening line is the writer's own
+
+
+def test_a_message_attached_to_the_reply_is_not_the_reply():
+    raw = ("From: fac@example.org\nTo: x@lists.example.org\nSubject: Re: held\n"
+           "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+           "Content-Type: text/html; charset=utf-8\n\n<p>reject spam</p>\n--b\n"
+           "Content-Type: message/rfc822\n\nFrom: zoe@example.net\nSubject: x\n"
+           "Content-Type: text/plain\n\napprove\n--b--\n").replace("\n", "\r\n").encode()
+    assert read_message(parse(raw).message).lines == ["reject spam"]
+    assert read_text("set mode digest\n\nAna Lima wrote:\n> help\n\nindex\n").lines == \
+        ["set mode digest", "index"]
