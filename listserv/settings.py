@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from listserv.cron import check_cron
 from listserv.errors import ConfigError
 
 LANGUAGES = ("en", "fr", "es", "pt")
@@ -253,23 +254,6 @@ class RelaySection:
 
 _LOCAL_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def check_cron(text: str) -> None:
-    """A cron expression: five fields (minute hour day month weekday), or six
-    with seconds first; ValueError naming the problem otherwise."""
-    fields = text.split()
-    if len(fields) not in (5, 6):
-        raise ValueError(f"'{text}' must be a cron expression of five fields "
-                         f"(minute hour day month weekday), e.g. '0 6 1,15 * *'")
-    from apscheduler.triggers.cron import CronTrigger
-    names = ("minute", "hour", "day", "month", "day_of_week")
-    if len(fields) == 6:
-        names = ("second",) + names
-    try:
-        CronTrigger(**dict(zip(names, fields)), timezone="UTC")
-    except ValueError as error:
-        raise ValueError(f"'{text}' is not a cron expression: {error}") from None
 
 
 @dataclass(frozen=True)
