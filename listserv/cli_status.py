@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import click
 
 from listserv.cli_common import (age, at_option, json_option, moment, pass_site, print_fields,
-                                 print_json, print_table, server_pid)
+                                 print_json, print_table, say, server_pid)
 from listserv.site import Site
 
 RECENT = 10
@@ -144,16 +144,30 @@ def _until(next_at, now: datetime) -> str:
     return "in " + age(float(next_at) - now.timestamp())
 
 
+NOT_RUNNING = 3  # as `systemctl status` and LSB init scripts say "not running"
+
+
 @click.command()
 @json_option
 @at_option
 @pass_site
-def status(site: Site, as_json: bool, at: str | None) -> None:
-    """Show the site on one screen: forums, messages, holds, queue, bounces, server."""
+@click.pass_context
+def status(ctx: click.Context, site: Site, as_json: bool, at: str | None) -> None:
+    """Show the site on one screen: forums, messages, holds, queue, bounces, server.
+
+    Exits with status 3 when no 'listserv serve' is running for the site (after
+    showing the rest), so a script or a monitor can tell; 1 on an error."""
     report = site_status(site, moment(at), server_pid(site))
     if as_json:
         print_json(report)
-        return
+    else:
+        _print_status(report)
+    if not report["server"]["running"]:
+        say(f"listserv serve is not running for {site.folder}")
+        ctx.exit(NOT_RUNNING)
+
+
+def _print_status(report: dict) -> None:
     info, server = report["site"], report["server"]
     print_fields([("Site", f"{info['domain']} ({info['name']})"),
                   ("Role", f"{info['role']}, node {info['node']}"),

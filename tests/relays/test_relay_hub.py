@@ -145,7 +145,7 @@ def test_the_relays_acknowledgements_show_in_relay_status(hub_site, relay, now):
     text = listserv("relay", "status", site=hub_site.folder).stdout
     assert "received 1, translated 1, dispatched 1" in text
     assert "lowband 1 recipients" in text and "postal 1 in 1 batches" in text
-    status = listserv("status", site=hub_site.folder).stdout
+    status = listserv("status", site=hub_site.folder, check=False).stdout
     assert "relay-a (active): 1 sent, 1 received, 1 dispatched" in status
 
 
