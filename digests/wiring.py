@@ -25,6 +25,7 @@ from digests import bulletin, forum_digest, initiatives, publications, templatin
 from digests.fetch import fetch
 from digests.schedule import digest_schedule, next_slot, publish_due, trigger
 from digests.template_mail import handle_templates_mail
+from digests.template_strays import stray_templates
 from listserv.settings import parse_duration
 
 __all__ = ["site_handlers", "fetch", "start", "add_jobs", "STATUS"]
@@ -121,6 +122,7 @@ def collect(site, now: datetime) -> dict:
         "sending": [row["key"] for row in db.query(
             "SELECT key FROM publications WHERE status != 'sent' ORDER BY id")],
         "templates": templating.problems(db, site),
+        "stray_templates": stray_templates(site),
     }
 
 
@@ -148,6 +150,9 @@ def describe(data: dict) -> list[str]:
         lines += [f"  {row['label']}: {row['error']}" for row in data["templates"]]
     else:
         lines.append("Templates: every site template in use passed its check")
+    if data["stray_templates"]:
+        lines.append("Files in templates/ that match no template (never used):")
+        lines += [f"  templates/{row['path']}: {row['reason']}" for row in data["stray_templates"]]
     return lines
 
 
