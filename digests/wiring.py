@@ -27,6 +27,7 @@ from digests.schedule import digest_schedule, next_slot, publish_due, trigger
 from digests.template_mail import handle_templates_mail
 from digests.template_strays import stray_templates
 from listserv.settings import parse_duration
+from listserv.templates import environment
 
 __all__ = ["site_handlers", "fetch", "start", "add_jobs", "STATUS"]
 
@@ -63,6 +64,7 @@ async def check_templates(site, wake=None) -> None:
         return
     if changes:
         await site.write(templating.apply, site, changes, utcnow())
+        environment.cache_clear()  # a template cached from the shipped file is read afresh
         if wake:
             wake()
 

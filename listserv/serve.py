@@ -7,7 +7,9 @@ configured), and APScheduler for periodic work. Everything that must
 survive a crash is in SQLite before it is acted on, so on start it simply
 resumes: messages still 'received' are handled, deliveries left 'sending'
 are queued again. One serve per site (a lock file); SIGTERM or Ctrl-C stop
-it cleanly, SIGKILL loses nothing accepted.
+it cleanly, SIGKILL loses nothing accepted, SIGHUP re-reads the templates
+(and whatever listserv/service.py's RELOAD_HOOKS hold) without stopping.
+Under systemd it reports READY/STOPPING on $NOTIFY_SOCKET (service.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from listserv import delivery
+from listserv import delivery, service
+from listserv.errors import ListservError
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
 from listserv.settings import parse_hostport
@@ -41,11 +44,12 @@ def run(site, listen: str | None = None) -> None:
     """Serve the site until stopped. Raises ListservError before starting on
     a bad configuration, a second serve, or an unusable listen address."""
     settings = site.settings  # a ConfigError stops us here, before anything starts
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("mail.log", "apscheduler"):  # a line per SMTP command / job run
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     host, port = parse_hostport(listen or settings.smtp.listen)
+    try:
+        service.configure_logging(site)  # [log]: stderr or a file, and syslog
+    except OSError as error:
+        raise ListservError(f"{site.config_path}: [log] cannot be opened: {error}") from None
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: never fatal
     site.lock()
     site.start_writer()
     try:
@@ -117,6 +121,7 @@ async def serve(site, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task] = set()
 
     await site.write(delivery.recover)
     delivery_wake = asyncio.Event()
@@ -168,8 +173,10 @@ async def serve(site, host: str, port: int) -> None:
 
     where = settings.delivery.smarthost or ("routes" if settings.delivery.routes else
                                             f"the outbox {site.outbox}")
+    event_loop = type(loop).__module__.split(".")[0]  # "uvloop", or "asyncio" without it
     print(f"listserv: serving {settings.domain} on {host}:{port} "
-          f"({settings.smtp.protocol}); delivering to {where}", file=sys.stderr, flush=True)
+          f"({settings.smtp.protocol}); delivering to {where}; event loop {event_loop}",
+          file=sys.stderr, flush=True)
     tasks = [asyncio.create_task(pipeline.run(stop), name="pipeline"),
              asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
@@ -178,7 +185,17 @@ async def serve(site, host: str, port: int) -> None:
              start_relays(site, scheduler, stop, delivery_wake)]
     for stage in (pipeline, moderator, distributor):
         stage.wake()
+
+    def on_sighup() -> None:  # templates, log file and RELOAD_HOOKS (TLS files) afresh
+        task = asyncio.create_task(service.reload(
+            site, lambda site: digests_wiring.check_templates(site, delivery_wake.set)))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    service.notify("READY=1", f"STATUS=Serving {settings.domain} on {host}:{port}")
     await stop.wait()
+    service.notify("STOPPING=1")
     log.info("stopping")
     server.close()
     await server.wait_closed()

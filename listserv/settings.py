@@ -317,6 +317,28 @@ class TemplatesSection:
         return parse_duration(self.render_limit)
 
 
+@dataclass(frozen=True)
+class LogSection:
+    """Where `listserv serve` writes its log (see listserv/service.py)."""
+
+    file: str = ""
+    level: str = "info"
+    syslog: bool = False
+    syslog_address: str = "/dev/log"
+    syslog_facility: str = "daemon"
+
+    def check(self, key: str) -> None:
+        if key == "level" and self.level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"'{self.level}' must be 'debug', 'info', 'warning' or 'error'")
+        if key == "syslog_address" and not self.syslog_address.startswith("/"):
+            parse_hostport(self.syslog_address)
+        if key == "syslog_facility":
+            from logging.handlers import SysLogHandler
+            if self.syslog_facility not in SysLogHandler.facility_names:
+                raise ValueError(f"'{self.syslog_facility}' is not a syslog facility like "
+                                 f"'daemon', 'mail' or 'local0'")
+
+
 SECTIONS = {
     "site": SiteSection,
     "smtp": SmtpSection,
@@ -327,6 +349,7 @@ SECTIONS = {
     "whatsnew": WhatsnewSection,
     "digest": DigestSection,
     "templates": TemplatesSection,
+    "log": LogSection,
 }
 
 
@@ -341,6 +364,7 @@ class Settings:
     whatsnew: WhatsnewSection = field(default_factory=WhatsnewSection)
     digest: DigestSection = field(default_factory=DigestSection)
     templates: TemplatesSection = field(default_factory=TemplatesSection)
+    log: LogSection = field(default_factory=LogSection)
     source: str = "listserv.toml"
 
     @property
