@@ -102,12 +102,17 @@ def _seconds_since(stamp: str | None, now: datetime) -> float | None:
         return None
 
 
-@click.command("queue")
+@click.group("queue", invoke_without_command=True)
 @json_option
 @at_option
 @pass_site
-def queue_command(site: Site, as_json: bool, at: str | None) -> None:
-    """Show the outbound queue: counts per status, deferred and failed deliveries."""
+@click.pass_context
+def queue_command(ctx: click.Context, site: Site, as_json: bool, at: str | None) -> None:
+    """Show the outbound queue: counts per status, deferred and failed deliveries.
+
+    'listserv queue retry ID|--all' queues failed deliveries again."""
+    if ctx.invoked_subcommand is not None:
+        return
     now = moment(at)
     report = queue_report(site.db, now)
     if as_json:

@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,6 +28,7 @@ from listserv import delivery, service
 from listserv.errors import ListservError
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
+from listserv.retention import purge_old
 from listserv.settings import parse_hostport
 from digests import wiring as digests_wiring
 from moderation import stage as moderation_stage
@@ -34,6 +36,7 @@ from moderation.reminders import remind_due
 from relays.serving import relay_extensions, start_relays
 
 log = logging.getLogger(__name__)
+PURGE_ROUND = 2000  # rows of each kind one housekeeping write removes
 
 
 def utcnow() -> datetime:
@@ -222,13 +225,14 @@ async def _moderation_reminders(site, delivery_wake: asyncio.Event) -> None:
 
 
 async def _housekeeping(site) -> None:
-    """Drop what no one needs any more: sent bodies after a week, spent tokens."""
-    def prune(db, now: datetime) -> None:
-        week_ago = (now - timedelta(days=7)).timestamp()
-        db.execute("DELETE FROM deliveries WHERE status = 'sent' AND sent_at < ?", [week_ago])
-        db.execute("DELETE FROM bodies WHERE created_at < ? AND NOT EXISTS "
-                   "(SELECT 1 FROM deliveries d WHERE d.body_id = bodies.id)",
-                   [(now - timedelta(days=7)).isoformat()])
-        db.execute("DELETE FROM tokens WHERE expires_at < ?",
-                   [(now - timedelta(days=30)).isoformat()])
-    await site.write(prune, utcnow())
+    """Drop what no one needs any more ([site] keep_sent, keep_raw; spent tokens),
+    in bounded rounds so intake never waits long for the writer."""
+    now, total = utcnow(), Counter()
+    while True:
+        done = await site.write(purge_old, site.settings, now)
+        total.update(done)
+        if max(done.values()) < PURGE_ROUND:
+            break
+        await asyncio.sleep(0.05)
+    if any(total.values()):
+        log.info("housekeeping: purged %s", ", ".join(f"{n} {k}" for k, n in total.items() if n))

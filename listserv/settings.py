@@ -54,10 +54,14 @@ class SiteSection:
     node_id: str = ""
     timezone: str = "UTC"
     retry_handling: str = "1m"
+    keep_sent: str = "7d"
+    keep_raw: str = "90d"
 
     def check(self, key: str) -> None:
         if key == "retry_handling" and parse_duration(self.retry_handling) < 1:
             raise ValueError("must be at least '1s'")
+        if key in ("keep_sent", "keep_raw") and parse_duration(getattr(self, key)) < 3600:
+            raise ValueError("must be at least '1h'")
         if key == "domain" and not _DOMAIN.match(self.domain):
             raise ValueError(f"'{self.domain}' is not a mail domain, e.g. 'lists.example.org'")
         if key == "role" and self.role not in ("hub", "relay"):
@@ -83,6 +87,14 @@ class SiteSection:
     @property
     def retry_handling_seconds(self) -> int:
         return parse_duration(self.retry_handling)
+
+    @property
+    def keep_sent_seconds(self) -> int:
+        return parse_duration(self.keep_sent)
+
+    @property
+    def keep_raw_seconds(self) -> int:
+        return parse_duration(self.keep_raw)
 
 
 @dataclass(frozen=True)
