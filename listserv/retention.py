@@ -17,7 +17,8 @@ is never held long:
 - rendered bodies no delivery refers to any more, older than keep_sent;
 - tokens expired a month ago.
 
-Writes `deliveries`, `messages.raw`, `bodies`, `tokens`. Will not touch
+Writes `deliveries`, `messages.raw`, `bodies`, `tokens`, and in `meta` the
+number of recipients whose sent rows it purged (so /metrics keeps counting). Will not touch
 holds, posts, members or events.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 TOKEN_GRACE = timedelta(days=30)
+PURGED_SENT = "purged_sent_recipients"  # meta: recipients of the sent rows purged so far
 # A digest carries the posts of its period (a week at most) that no digest
 # carried yet; a post distributed longer ago than this is in none to come.
 DIGEST_WINDOW = timedelta(days=8)
@@ -37,9 +39,17 @@ def purge_old(db, settings, now: datetime, limit: int = 2000) -> dict[str, int]:
     sent_before = now - timedelta(seconds=settings.site.keep_sent_seconds)
     raw_before = now - timedelta(seconds=settings.site.keep_raw_seconds)
     done = {}
-    done["deliveries"] = db.execute(
-        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE status = 'sent' "
-        "AND sent_at < ? LIMIT ?)", [sent_before.timestamp(), limit]).rowcount
+    old_sent = ("SELECT id FROM deliveries WHERE status = 'sent' AND sent_at < ? "
+                "ORDER BY id LIMIT ?")
+    params = [sent_before.timestamp(), limit]
+    recipients = db.execute(f"SELECT coalesce(sum(size), 0) FROM deliveries WHERE id IN "
+                            f"({old_sent})", params).fetchone()[0]
+    if recipients:  # the running total /metrics adds to the rows still kept
+        db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                   "SET value = CAST(value AS INTEGER) + excluded.value",
+                   [PURGED_SENT, recipients])
+    done["deliveries"] = db.execute(f"DELETE FROM deliveries WHERE id IN ({old_sent})",
+                                    params).rowcount
     done["bodies"] = db.execute(
         "DELETE FROM bodies WHERE id IN (SELECT b.id FROM bodies b WHERE b.created_at < ? "
         "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.body_id = b.id) LIMIT ?)",

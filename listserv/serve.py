@@ -158,7 +158,7 @@ async def serve(site, host: str, port: int) -> None:
     await digests_wiring.start(site)  # checked templates in place before any mail is answered
     server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
     web = None
-    if settings.web.url:
+    if settings.web.url or settings.web.metrics:
         from listserv.web import start_web
         web_host, web_port = parse_hostport(settings.web.listen)
         web = start_web(site, web_host, web_port)

@@ -166,6 +166,7 @@ class DeliverySection:
 class WebSection:
     url: str = ""
     listen: str = "127.0.0.1:8080"
+    metrics: bool = False
 
     def check(self, key: str) -> None:
         if key == "url" and self.url and not re.match(r"^https?://[^\s/]+(/\S*)?$", self.url):
