@@ -18,6 +18,7 @@ import click
 from listserv.cli_common import Cli, pass_site, say, utcnow
 from listserv.cli_forums import forum, member
 from listserv.cli_held import held
+from listserv.cli_import import import_mailman
 from listserv.cli_ops import COMMANDS as OPS_COMMANDS
 from listserv.cli_ops import held_retry, queue_retry
 from listserv.cli_status import SECTIONS, queue_command, status
@@ -53,6 +54,7 @@ cli.add_command(status)
 for _command in OPS_COMMANDS:  # backup, purge
     cli.add_command(_command)
 queue_command.add_command(queue_retry)
+forum.add_command(import_mailman)
 held.add_command(held_retry)
 for _command in RELAY_COMMANDS:  # relay, recipient, translation, postal
     cli.add_command(_command)
