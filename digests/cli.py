@@ -16,6 +16,7 @@ import click
 
 from digests import forum_digest, initiatives, publications, templating, whatsnew
 from digests.template_check import check_source, editable_names, shipped_source
+from digests.template_strays import stray_templates
 from listserv.cli.common import (
     at_option,
     json_option,
@@ -131,15 +132,25 @@ def whatsnew_preview(site: Site, language: str | None, as_html: bool, at: str | 
 @whatsnew_group.command("publish")
 @click.option("--now", "right_now", is_flag=True,
               help="Publish every accepted initiative now, whatever the schedule.")
+@json_option
 @at_option
 @pass_site
-def whatsnew_publish(site: Site, right_now: bool, at: str | None) -> None:
-    """Publish the issue the schedule owes (or, with --now, one now)."""
+def whatsnew_publish(site: Site, right_now: bool, as_json: bool, at: str | None) -> None:
+    """Publish the issue the schedule owes (or, with --now, one now).
+
+    Prints the key of each issue published; with --json, the published keys
+    and when the next issue is due."""
     moment = _moment(at)
     if right_now:
         keys = [site.write_now(lambda db: whatsnew.publish_now(db, site, moment))]
     else:
         keys = site.write_now(lambda db: whatsnew.publish_due(db, site, moment))
+    if as_json:
+        coming = whatsnew.next_issue(site, moment)
+        print_json({"published": keys, "next": coming.isoformat() if coming else None})
+        if keys:
+            _sent_by_server(site)
+        return
     if not keys:
         coming = whatsnew.next_issue(site, moment)
         say("Nothing is owed now" + (f"; the next issue is due {coming:%Y-%m-%d %H:%M %Z}"
@@ -225,15 +236,16 @@ def templates_list(site: Site, as_json: bool) -> None:
 
 
 @templates_group.command("check")
+@json_option
 @pass_site
-def templates_check(site: Site) -> None:
+def templates_check(site: Site, as_json: bool) -> None:
     """Check every template in every site language with sample data; a good edit
-    in templates/ is activated, a broken one is reported with file:line."""
+    in templates/ is activated, a broken one is reported with file:line, and a
+    file in templates/ that matches no template (a misspelt name) is named.
+    Exits with status 1 when any template is broken or any file is stray."""
     done = templating.sync(site, utcnow())
-    for row in done:
-        if row["outcome"] == "activated":
-            say(f"activated {row['label']} as version {row['version']}")
-    failures = 0
+    activated = [row for row in done if row["outcome"] == "activated"]
+    results = []
     for name in sorted(editable_names()):
         for language in site.settings.site.languages:
             source = templating.read_working(site, language, name)
@@ -241,15 +253,33 @@ def templates_check(site: Site) -> None:
             if source is None:
                 source = shipped_source(name, language)
             checked = check_source(site, language, name, source)
-            if checked.ok:
-                click.echo(f"ok      {checked.label} ({where})")
-            else:
-                failures += 1
-                for error in checked.errors:
-                    click.echo(f"BROKEN  {error}")
+            results.append({"template": name, "language": language, "source": where,
+                            "ok": checked.ok, "errors": list(checked.errors)})
+    strays = stray_templates(site)
+    failures = sum(not row["ok"] for row in results)
+    if as_json:
+        print_json({"activated": [{"template": row["label"], "version": row["version"]}
+                                  for row in activated],
+                    "templates": results, "stray": strays})
+    else:
+        for row in activated:
+            say(f"activated {row['label']} as version {row['version']}")
+        for row in results:
+            if row["ok"]:
+                click.echo(f"ok      {row['language']}/{row['template']} ({row['source']})")
+            for error in row["errors"]:
+                click.echo(f"BROKEN  {error}")
+        for row in strays:
+            click.echo(f"STRAY   templates/{row['path']}: {row['reason']}")
+    problems = []
     if failures:
-        raise ListservError(f"{failures} template(s) have errors; the last good version of "
-                            f"each stays in use")
+        problems.append(f"{failures} template(s) have errors; the last good version of "
+                        f"each stays in use")
+    if strays:
+        problems.append(f"{len(strays)} file(s) in templates/ match no template and are "
+                        f"never used")
+    if problems:
+        raise ListservError("; ".join(problems))
 
 
 @templates_group.command("preview")

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.triggers.cron import CronTrigger
 
+from listserv.site.cron import cron_trigger
+
 FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 LOOKBACK = timedelta(days=800)
 
@@ -23,10 +25,9 @@ def iso(moment: datetime) -> str:
 
 
 def trigger(expression: str, tz: str) -> CronTrigger:
-    """An APScheduler trigger for a checked cron expression (see settings.check_cron)."""
-    fields = expression.split()
-    names = (("second",) + FIELDS) if len(fields) == 6 else FIELDS
-    return CronTrigger(**dict(zip(names, fields)), timezone=tz)
+    """An APScheduler trigger for a checked cron expression, weekdays counted
+    as cron counts them (see listserv/site/cron.py)."""
+    return cron_trigger(expression, tz)
 
 
 def next_slot(expression: str, tz: str, after: datetime) -> datetime | None:

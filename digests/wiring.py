@@ -26,6 +26,8 @@ from digests.fetch import fetch
 from digests.schedule import publish_due
 from digests.slots import digest_schedule, next_slot, trigger
 from digests.template_mail import handle_templates_mail
+from digests.template_strays import stray_templates
+from listserv.mail.templates import environment
 from listserv.site.settings import parse_duration
 
 __all__ = ["site_handlers", "fetch", "start", "add_jobs", "STATUS"]
@@ -63,6 +65,7 @@ async def check_templates(site, wake=None) -> None:
         return
     if changes:
         await site.write(templating.apply, site, changes, utcnow())
+        environment.cache_clear()  # a template cached from the shipped file is read afresh
         if wake:
             wake()
 
@@ -122,6 +125,7 @@ def collect(site, now: datetime) -> dict:
         "sending": [row["key"] for row in db.query(
             "SELECT key FROM publications WHERE status != 'sent' ORDER BY id")],
         "templates": templating.problems(db, site),
+        "stray_templates": stray_templates(site),
     }
 
 
@@ -149,6 +153,9 @@ def describe(data: dict) -> list[str]:
         lines += [f"  {row['label']}: {row['error']}" for row in data["templates"]]
     else:
         lines.append("Templates: every site template in use passed its check")
+    if data["stray_templates"]:
+        lines.append("Files in templates/ that match no template (never used):")
+        lines += [f"  templates/{row['path']}: {row['reason']}" for row in data["stray_templates"]]
     return lines
 
 

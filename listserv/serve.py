@@ -7,7 +7,9 @@ configured), and APScheduler for periodic work. Everything that must
 survive a crash is in SQLite before it is acted on, so on start it simply
 resumes: messages still 'received' are handled, deliveries left 'sending'
 are queued again. One serve per site (a lock file); SIGTERM or Ctrl-C stop
-it cleanly, SIGKILL loses nothing accepted.
+it cleanly, SIGKILL loses nothing accepted, SIGHUP re-reads the templates
+(and whatever listserv/service.py's RELOAD_HOOKS hold) without stopping.
+Under systemd it reports READY/STOPPING on $NOTIFY_SOCKET (service.py).
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ import logging
 import signal
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from digests import wiring as digests_wiring
+from listserv import service
 from listserv.delivery import engine as delivery
+from listserv.errors import ListservError
 from listserv.intake.pipeline import Extensions, distribute_pending, process_received
 from listserv.intake.smtp import start_intake
+from listserv.site.retention import purge_old
 from listserv.site.settings import parse_hostport
 from moderation import stage as moderation_stage
 from moderation.reminders import remind_due
 from relays.serving import relay_extensions, start_relays
 
 log = logging.getLogger(__name__)
+PURGE_ROUND = 2000  # rows of each kind one housekeeping write removes
 
 
 def utcnow() -> datetime:
@@ -41,11 +48,12 @@ def run(site, listen: str | None = None) -> None:
     """Serve the site until stopped. Raises ListservError before starting on
     a bad configuration, a second serve, or an unusable listen address."""
     settings = site.settings  # a ConfigError stops us here, before anything starts
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("mail.log", "apscheduler"):  # a line per SMTP command / job run
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     host, port = parse_hostport(listen or settings.smtp.listen)
+    try:
+        service.configure_logging(site)  # [log]: stderr or a file, and syslog
+    except OSError as error:
+        raise ListservError(f"{site.config_path}: [log] cannot be opened: {error}") from None
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: never fatal
     site.lock()
     site.start_writer()
     try:
@@ -117,6 +125,7 @@ async def serve(site, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task] = set()
 
     await site.write(delivery.recover)
     delivery_wake = asyncio.Event()
@@ -150,7 +159,7 @@ async def serve(site, host: str, port: int) -> None:
     await digests_wiring.start(site)  # checked templates in place before any mail is answered
     server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
     web = None
-    if settings.web.url:
+    if settings.web.url or settings.web.metrics:
         from listserv.web.listener import start_web
         web_host, web_port = parse_hostport(settings.web.listen)
         web = start_web(site, web_host, web_port)
@@ -168,8 +177,10 @@ async def serve(site, host: str, port: int) -> None:
 
     where = settings.delivery.smarthost or ("routes" if settings.delivery.routes else
                                             f"the outbox {site.outbox}")
+    event_loop = type(loop).__module__.split(".")[0]  # "uvloop", or "asyncio" without it
     print(f"listserv: serving {settings.domain} on {host}:{port} "
-          f"({settings.smtp.protocol}); delivering to {where}", file=sys.stderr, flush=True)
+          f"({settings.smtp.protocol}); delivering to {where}; event loop {event_loop}",
+          file=sys.stderr, flush=True)
     tasks = [asyncio.create_task(pipeline.run(stop), name="pipeline"),
              asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
@@ -178,7 +189,17 @@ async def serve(site, host: str, port: int) -> None:
              start_relays(site, scheduler, stop, delivery_wake)]
     for stage in (pipeline, moderator, distributor):
         stage.wake()
+
+    def on_sighup() -> None:  # templates, log file and RELOAD_HOOKS (TLS files) afresh
+        task = asyncio.create_task(service.reload(
+            site, lambda site: digests_wiring.check_templates(site, delivery_wake.set)))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    service.notify("READY=1", f"STATUS=Serving {settings.domain} on {host}:{port}")
     await stop.wait()
+    service.notify("STOPPING=1")
     log.info("stopping")
     server.close()
     await server.wait_closed()
@@ -205,13 +226,14 @@ async def _moderation_reminders(site, delivery_wake: asyncio.Event) -> None:
 
 
 async def _housekeeping(site) -> None:
-    """Drop what no one needs any more: sent bodies after a week, spent tokens."""
-    def prune(db, now: datetime) -> None:
-        week_ago = (now - timedelta(days=7)).timestamp()
-        db.execute("DELETE FROM deliveries WHERE status = 'sent' AND sent_at < ?", [week_ago])
-        db.execute("DELETE FROM bodies WHERE created_at < ? AND NOT EXISTS "
-                   "(SELECT 1 FROM deliveries d WHERE d.body_id = bodies.id)",
-                   [(now - timedelta(days=7)).isoformat()])
-        db.execute("DELETE FROM tokens WHERE expires_at < ?",
-                   [(now - timedelta(days=30)).isoformat()])
-    await site.write(prune, utcnow())
+    """Drop what no one needs any more ([site] keep_sent, keep_raw; spent tokens),
+    in bounded rounds so intake never waits long for the writer."""
+    now, total = utcnow(), Counter()
+    while True:
+        done = await site.write(purge_old, site.settings, now)
+        total.update(done)
+        if max(done.values()) < PURGE_ROUND:
+            break
+        await asyncio.sleep(0.05)
+    if any(total.values()):
+        log.info("housekeeping: purged %s", ", ".join(f"{n} {k}" for k, n in total.items() if n))

@@ -99,7 +99,7 @@ def sender_group() -> None:
 @json_option
 @pass_site
 def sender_list(site: Site, slug: str | None, as_json: bool) -> None:
-    """List senders with a standing (accept or ban), on all forums or SLUG."""
+    """List senders with a standing (accept, hold or ban), on all forums or SLUG."""
     if slug:
         forums.get(site.db, slug)
     rows = rules.list_standings(site.db, slug)
@@ -140,6 +140,17 @@ def sender_ban(site: Site, slug: str, address: str, reason: str) -> None:
     """Discard ADDRESS's posts to SLUG from now on, without notice."""
     _set(site, slug, address, "ban", reason)
     say(f"{address} is banned from '{slug}'")
+
+
+@sender_group.command("hold")
+@click.argument("slug")
+@click.argument("address")
+@click.option("--reason", default="", help="A note for the other facilitators.")
+@pass_site
+def sender_hold(site: Site, slug: str, address: str, reason: str) -> None:
+    """Hold every post of ADDRESS to SLUG for a facilitator, member or not."""
+    _set(site, slug, address, "hold", reason)
+    say(f"{address}'s posts to '{slug}' are held from now on")
 
 
 @sender_group.command("clear")

@@ -7,8 +7,9 @@ how many first posts of a new member are held (`probation`), a size limit
 (`hold_types`, `hold_words`), whether suspected loops are held
 (`hold_loops`), a per-member daily post limit (`daily_limit`) and the
 emergency switch that holds everything (`emergency`). `senders` records a
-sender's standing on a forum: `accept` (never held for who they are) or
-`ban` (their posts are discarded). `apply_rules` is the pipeline's hook
+sender's standing on a forum: `accept` (never held for who they are),
+`hold` (every post of theirs waits for a facilitator: Mailman's moderated
+member) or `ban` (their posts are discarded). `apply_rules` is the pipeline's hook
 after `policy.decide_post`; every hold it makes says why. Writes `forums`
 (rule columns only) and `senders`; reads posts and messages. Will not send
 mail: the pipeline carries the decision out.
@@ -32,7 +33,7 @@ from listserv.site import forums, members
 log = logging.getLogger(__name__)
 
 NON_MEMBER = ("hold", "reject", "discard")
-STANDINGS = ("accept", "ban")
+STANDINGS = ("accept", "ban", "hold")
 RULES = ("non_member", "probation", "max_size", "hold_types", "hold_words", "hold_loops",
          "daily_limit", "emergency")
 MAX_HOPS = 30  # Received headers: more than this is a message going round in circles
@@ -193,6 +194,9 @@ def apply_rules(db, site, forum: dict, parsed, row: dict, decision: Decision,
                      address, decision.reason)
             return Decision("distribute")
         return decision
+    if standing == "hold":
+        return Decision("hold", f"posts from {address} are held for a facilitator (their "
+                                f"standing on this forum)", "sender-hold")
     if facilitator or standing == "accept" or member is None:
         return decision
     return member_problem(db, forum, address, row, now) or decision

@@ -30,6 +30,7 @@ from listserv.cli.common import (
     utcnow,
 )
 from listserv.errors import AlreadyExists, ListservError
+from listserv.site.member_files import read_member_file
 from listserv.site import forums, members
 from listserv.site.folder import Site
 
@@ -291,13 +292,16 @@ def member_list(site: Site, slug: str, as_json: bool) -> None:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--invite", is_flag=True,
               help="Send each address a confirmation request instead of adding it.")
+@json_option
 @pass_site
-def member_import(site: Site, slug: str, csv_file: Path, invite: bool) -> None:
-    """Add the addresses in a CSV file to a forum, at once.
+def member_import(site: Site, slug: str, csv_file: Path, invite: bool, as_json: bool) -> None:
+    """Add the addresses in a file to a forum, at once.
 
-    The file needs a header row: 'address', then any of name, language, mode,
-    profile, region. Existing members are left as they are; each bad line is
-    reported with its number and the rest are imported."""
+    The file is CSV with a header row ('address', then any of name, language,
+    mode, profile, region), or one address a line as mail programs and GNU
+    Mailman write them ('Ana Souza <ana@example.org>'). Existing members are
+    left as they are; each bad line is reported with its number and the rest
+    are imported. Exits with status 1 when any line could not be imported."""
     languages = site.settings.site.languages
     forum_row = forums.get(site.db, slug)
     totals = {"added": 0, "invited": 0, "existing": 0, "problems": 0}
@@ -305,7 +309,7 @@ def member_import(site: Site, slug: str, csv_file: Path, invite: bool) -> None:
     lines = _count_rows(csv_file)
     try:
         with csv_file.open(encoding="utf-8-sig", newline="") as handle:
-            rows = members.read_csv(handle)
+            rows = read_member_file(handle)
             first = next(rows, None)  # the header is checked before anything is imported
             rows = itertools.chain([first] if first else [], rows)
             with click.progressbar(length=lines, label=f"Importing into {slug}",
@@ -329,15 +333,21 @@ def member_import(site: Site, slug: str, csv_file: Path, invite: bool) -> None:
     except csv.Error as error:
         raise ListservError(f"{csv_file}: not a readable CSV file: {error} "
                             f"({_so_far(totals)}; they are skipped next time)") from None
-    for problem in problems:
-        say(problem)
-    if totals["problems"] > len(problems):
-        say(f"... and {totals['problems'] - len(problems)} more problems")
-    done = (f"invited {totals['invited']}" if invite else f"added {totals['added']}")
-    click.echo(f"{slug}: {done}, already members {totals['existing']}, "
-               f"problems {totals['problems']}")
+    if as_json:
+        print_json(dict(totals, forum=slug, problem_lines=problems))
+    else:
+        for problem in problems:
+            say(problem)
+        if totals["problems"] > len(problems):
+            say(f"... and {totals['problems'] - len(problems)} more problems")
+        done = (f"invited {totals['invited']}" if invite else f"added {totals['added']}")
+        click.echo(f"{slug}: {done}, already members {totals['existing']}, "
+                   f"problems {totals['problems']}")
     if invite and totals["invited"]:
         _warn_if_not_served(site)
+    if totals["problems"]:
+        raise ListservError(f"{totals['problems']} line(s) of {csv_file} could not be "
+                            f"imported; the others were")
 
 
 def _so_far(totals: dict) -> str:

@@ -21,6 +21,9 @@ from listserv.cli.common import Cli, pass_site, say, utcnow
 from listserv.cli.forums import forum, member
 from listserv.cli.held import held
 from listserv.cli.status import SECTIONS, queue_command, status
+from listserv.cli.imports import import_mailman
+from listserv.cli.ops import COMMANDS as OPS_COMMANDS
+from listserv.cli.ops import held_retry, queue_retry
 from listserv.site.folder import Site
 from moderation.cli import request_group, sender_group
 from relays.cli import COMMANDS as RELAY_COMMANDS
@@ -48,6 +51,11 @@ cli.add_command(request_group)
 cli.add_command(sender_group)
 cli.add_command(queue_command)
 cli.add_command(status)
+for _command in OPS_COMMANDS:  # backup, purge
+    cli.add_command(_command)
+queue_command.add_command(queue_retry)
+forum.add_command(import_mailman)
+held.add_command(held_retry)
 for _command in RELAY_COMMANDS:  # relay, recipient, translation, postal
     cli.add_command(_command)
 SECTIONS.append(RELAY_STATUS)

@@ -22,6 +22,7 @@ from listserv.cli.common import (
     print_fields,
     print_json,
     print_table,
+    say,
     server_pid,
 )
 from listserv.site.folder import Site
@@ -111,12 +112,17 @@ def _seconds_since(stamp: str | None, now: datetime) -> float | None:
         return None
 
 
-@click.command("queue")
+@click.group("queue", invoke_without_command=True)
 @json_option
 @at_option
 @pass_site
-def queue_command(site: Site, as_json: bool, at: str | None) -> None:
-    """Show the outbound queue: counts per status, deferred and failed deliveries."""
+@click.pass_context
+def queue_command(ctx: click.Context, site: Site, as_json: bool, at: str | None) -> None:
+    """Show the outbound queue: counts per status, deferred and failed deliveries.
+
+    'listserv queue retry ID|--all' queues failed deliveries again."""
+    if ctx.invoked_subcommand is not None:
+        return
     now = moment(at)
     report = queue_report(site.db, now)
     if as_json:
@@ -153,16 +159,30 @@ def _until(next_at, now: datetime) -> str:
     return "in " + age(float(next_at) - now.timestamp())
 
 
+NOT_RUNNING = 3  # as `systemctl status` and LSB init scripts say "not running"
+
+
 @click.command()
 @json_option
 @at_option
 @pass_site
-def status(site: Site, as_json: bool, at: str | None) -> None:
-    """Show the site on one screen: forums, messages, holds, queue, bounces, server."""
+@click.pass_context
+def status(ctx: click.Context, site: Site, as_json: bool, at: str | None) -> None:
+    """Show the site on one screen: forums, messages, holds, queue, bounces, server.
+
+    Exits with status 3 when no 'listserv serve' is running for the site (after
+    showing the rest), so a script or a monitor can tell; 1 on an error."""
     report = site_status(site, moment(at), server_pid(site))
     if as_json:
         print_json(report)
-        return
+    else:
+        _print_status(report)
+    if not report["server"]["running"]:
+        say(f"listserv serve is not running for {site.folder}")
+        ctx.exit(NOT_RUNNING)
+
+
+def _print_status(report: dict) -> None:
     info, server = report["site"], report["server"]
     print_fields([("Site", f"{info['domain']} ({info['name']})"),
                   ("Role", f"{info['role']}, node {info['node']}"),

@@ -317,7 +317,7 @@ def main(argv: list[str]) -> None:
     fd, parent, helo = int(argv[0]), int(argv[1]), argv[2]
     timeout, concurrency = float(argv[3]), int(argv[4])
     _die_with_parent(parent)
-    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent decides when we stop
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the parent decides
         signal.signal(signum, signal.SIG_IGN)
     try:
         import uvloop

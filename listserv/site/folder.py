@@ -77,6 +77,13 @@ class Site:
         self.require()
         self.data.mkdir(parents=True, exist_ok=True)
         try:
+            if not self.db_path.exists():  # members' addresses: readable by the site's user only
+                os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise ListservError(f"{self.db_path}: cannot create the database: {error}") from None
+        try:
             db = store.connect(self.db_path)
             store.migrate(db)
         except store.StoreError as error:

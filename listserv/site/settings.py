@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from listserv.site.cron import check_cron
 from listserv.errors import ConfigError
 
 LANGUAGES = ("en", "fr", "es", "pt")
@@ -53,10 +54,14 @@ class SiteSection:
     node_id: str = ""
     timezone: str = "UTC"
     retry_handling: str = "1m"
+    keep_sent: str = "7d"
+    keep_raw: str = "90d"
 
     def check(self, key: str) -> None:
         if key == "retry_handling" and parse_duration(self.retry_handling) < 1:
             raise ValueError("must be at least '1s'")
+        if key in ("keep_sent", "keep_raw") and parse_duration(getattr(self, key)) < 3600:
+            raise ValueError("must be at least '1h'")
         if key == "domain" and not _DOMAIN.match(self.domain):
             raise ValueError(f"'{self.domain}' is not a mail domain, e.g. 'lists.example.org'")
         if key == "role" and self.role not in ("hub", "relay"):
@@ -82,6 +87,14 @@ class SiteSection:
     @property
     def retry_handling_seconds(self) -> int:
         return parse_duration(self.retry_handling)
+
+    @property
+    def keep_sent_seconds(self) -> int:
+        return parse_duration(self.keep_sent)
+
+    @property
+    def keep_raw_seconds(self) -> int:
+        return parse_duration(self.keep_raw)
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,7 @@ class DeliverySection:
 class WebSection:
     url: str = ""
     listen: str = "127.0.0.1:8080"
+    metrics: bool = False
 
     def check(self, key: str) -> None:
         if key == "url" and self.url and not re.match(r"^https?://[^\s/]+(/\S*)?$", self.url):
@@ -263,23 +277,6 @@ _LOCAL_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def check_cron(text: str) -> None:
-    """A cron expression: five fields (minute hour day month weekday), or six
-    with seconds first; ValueError naming the problem otherwise."""
-    fields = text.split()
-    if len(fields) not in (5, 6):
-        raise ValueError(f"'{text}' must be a cron expression of five fields "
-                         f"(minute hour day month weekday), e.g. '0 6 1,15 * *'")
-    from apscheduler.triggers.cron import CronTrigger
-    names = ("minute", "hour", "day", "month", "day_of_week")
-    if len(fields) == 6:
-        names = ("second",) + names
-    try:
-        CronTrigger(**dict(zip(names, fields)), timezone="UTC")
-    except ValueError as error:
-        raise ValueError(f"'{text}' is not a cron expression: {error}") from None
-
-
 @dataclass(frozen=True)
 class WhatsnewSection:
     """Initiative reports and the What's New bulletin (see digests/)."""
@@ -341,6 +338,28 @@ class TemplatesSection:
         return parse_duration(self.render_limit)
 
 
+@dataclass(frozen=True)
+class LogSection:
+    """Where `listserv serve` writes its log (see listserv/service.py)."""
+
+    file: str = ""
+    level: str = "info"
+    syslog: bool = False
+    syslog_address: str = "/dev/log"
+    syslog_facility: str = "daemon"
+
+    def check(self, key: str) -> None:
+        if key == "level" and self.level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"'{self.level}' must be 'debug', 'info', 'warning' or 'error'")
+        if key == "syslog_address" and not self.syslog_address.startswith("/"):
+            parse_hostport(self.syslog_address)
+        if key == "syslog_facility":
+            from logging.handlers import SysLogHandler
+            if self.syslog_facility not in SysLogHandler.facility_names:
+                raise ValueError(f"'{self.syslog_facility}' is not a syslog facility like "
+                                 f"'daemon', 'mail' or 'local0'")
+
+
 SECTIONS = {
     "site": SiteSection,
     "smtp": SmtpSection,
@@ -351,6 +370,7 @@ SECTIONS = {
     "whatsnew": WhatsnewSection,
     "digest": DigestSection,
     "templates": TemplatesSection,
+    "log": LogSection,
 }
 
 
@@ -365,6 +385,7 @@ class Settings:
     whatsnew: WhatsnewSection = field(default_factory=WhatsnewSection)
     digest: DigestSection = field(default_factory=DigestSection)
     templates: TemplatesSection = field(default_factory=TemplatesSection)
+    log: LogSection = field(default_factory=LogSection)
     source: str = "listserv.toml"
 
     @property

@@ -1,12 +1,14 @@
-"""RFC 8058 one-click unsubscribe over HTTP, the only web page we serve.
+"""RFC 8058 one-click unsubscribe over HTTP, and `/metrics` for Prometheus.
 
 `POST /unsubscribe/TOKEN` with `List-Unsubscribe=One-Click` removes the
 member named by the signed token at once (mail providers send it when a
 reader presses "unsubscribe"); `GET` only shows a page with a button, since
 link scanners fetch every URL in a message and must not unsubscribe anyone.
 Runs on a thread of its own (the standard library's HTTP server), started by
-`serve` when `[web] url` is set; writes through the store's writer. Put an
-HTTPS reverse proxy in front of it: RFC 8058 requires an HTTPS address.
+`serve` when `[web] url` is set or `[web] metrics` is true; writes through
+the store's writer. Put an HTTPS reverse proxy in front of it: RFC 8058
+requires an HTTPS address. With `[web] metrics`, `GET /metrics` answers the
+site's figures (listserv/web/metrics.py); keep it off the public proxy.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title
 def make_handler(site):
     from listserv.intake.subscriptions import one_click_unsubscribe
 
+    metrics = None
+    if site.settings.web.metrics:
+        from listserv.web.metrics import CONTENT_TYPE, registry_for, render_metrics
+        metrics = registry_for(site)
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "listserv"
 
@@ -47,7 +54,21 @@ def make_handler(site):
             self.end_headers()
             self.wfile.write(body)
 
+        def _metrics(self) -> None:
+            try:
+                body = render_metrics(metrics)
+            except Exception as error:  # the database busy or unreadable: say so, once
+                log.error("metrics failed: %s: %s", type(error).__name__, error)
+                return self._page(503, "Please try again", "The figures cannot be read now.")
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_GET(self):
+            if metrics is not None and self.path.split("?")[0] == "/metrics":
+                return self._metrics()
             token = self._token()
             if token is None:
                 return self._page(404, "Not found", "There is nothing here.")

@@ -170,7 +170,7 @@ def test_the_relays_acknowledgements_show_in_relay_status(hub_site, relay, now):
     assert sent["dispatched"]["profiles"]["postal"]["posted"] == 1
     assert "postal 1 in 1 batches, 1 posted" in listserv("relay", "status",
                                                         site=hub_site.folder).stdout
-    status = listserv("status", site=hub_site.folder).stdout
+    status = listserv("status", site=hub_site.folder, check=False).stdout
     assert "relay-a (active): 1 sent, 1 received, 1 dispatched" in status
 
 
