@@ -6,8 +6,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from helpers import free_port, listserv, make_site, query, running_server, send_mail, \
-    wait_until
+from helpers import free_port, listserv, make_site, query, running_server, send_mail, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 POST = ("From: {sender}\nTo: peace@lists.example.org\nSubject: {subject}\n"

@@ -7,8 +7,16 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from helpers import (Server, free_port, listserv, make_site, query, running_server,
-                     send_mail, wait_until)
+from helpers import (
+    Server,
+    free_port,
+    listserv,
+    make_site,
+    query,
+    running_server,
+    send_mail,
+    wait_until,
+)
 
 POST = ("From: Ana <ana@example.org>\nTo: {slug}@lists.example.org\nSubject: Wells {n}\n"
         "Message-ID: <wells-{n}@example.org>\n\nThe new well is running.\n")

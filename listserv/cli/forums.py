@@ -30,9 +30,9 @@ from listserv.cli.common import (
     utcnow,
 )
 from listserv.errors import AlreadyExists, ListservError
-from listserv.site.member_files import read_member_file
 from listserv.site import forums, members
 from listserv.site.folder import Site
+from listserv.site.member_files import read_member_file
 
 IMPORT_CHUNK = 1000
 MAX_PROBLEMS_SHOWN = 1000

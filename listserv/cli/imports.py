@@ -16,11 +16,11 @@ from pathlib import Path
 
 import click
 
-from listserv.site import forums, members
 from listserv.cli.common import json_option, local_user, pass_site, print_json, say, utcnow
 from listserv.errors import ListservError
-from listserv.site.mailman_import import apply_flags, read_addresses, read_config, read_roster
+from listserv.site import forums, members
 from listserv.site.folder import Site
+from listserv.site.mailman_import import apply_flags, read_addresses, read_config, read_roster
 
 EXPORT = click.Path(exists=True, dir_okay=False, path_type=Path)
 

@@ -20,10 +20,10 @@ from digests.wiring import STATUS as DIGEST_STATUS
 from listserv.cli.common import Cli, pass_site, say, utcnow
 from listserv.cli.forums import forum, member
 from listserv.cli.held import held
-from listserv.cli.status import SECTIONS, queue_command, status
 from listserv.cli.imports import import_mailman
 from listserv.cli.ops import COMMANDS as OPS_COMMANDS
 from listserv.cli.ops import held_retry, queue_retry
+from listserv.cli.status import SECTIONS, queue_command, status
 from listserv.site.folder import Site
 from moderation.cli import request_group, sender_group
 from relays.cli import COMMANDS as RELAY_COMMANDS

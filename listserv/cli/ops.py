@@ -13,8 +13,15 @@ from pathlib import Path
 
 import click
 
-from listserv.cli.common import (at_option, json_option, moment, pass_site, print_json, say,
-                                 server_pid)
+from listserv.cli.common import (
+    at_option,
+    json_option,
+    moment,
+    pass_site,
+    print_json,
+    say,
+    server_pid,
+)
 from listserv.site.folder import Site
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from listserv.site.cron import check_cron
 from listserv.errors import ConfigError
+from listserv.site.cron import check_cron
 
 LANGUAGES = ("en", "fr", "es", "pt")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
