@@ -44,6 +44,7 @@ from listserv.bounces import verp_sender
 from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
                              queue_report, recover, release, settle_all)
 from listserv.handover import Local, Remote, Skipped
+from listserv.outbox import make_outbox
 from listserv.smtpout import MAILDIR, Unavailable, write_outbox
 from listserv.tokens import short_mac, sign_link
 
@@ -103,6 +104,8 @@ class Engine:
         self.router = Router(delivery)
         self.policy = Policy(delivery.retry_seconds, delivery.give_up_seconds, self.router)
         smtp = own_process and self.router.destinations != {MAILDIR}
+        if MAILDIR in self.router.destinations:  # before the first copy, not by it
+            make_outbox(site.outbox)
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
                                                     delivery.timeout_seconds, self.concurrency)
         self.stopping = False

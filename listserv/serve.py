@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from listserv import delivery
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
+from listserv.outbox import prepare_outbox
 from listserv.settings import parse_hostport
 from digests import wiring as digests_wiring
 from moderation import stage as moderation_stage
@@ -119,6 +120,8 @@ async def serve(site, host: str, port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     await site.write(delivery.recover)
+    if site.outbox.exists() or not (settings.delivery.smarthost or "*" in settings.delivery.routes):
+        prepare_outbox(site.outbox, site.data / "set-aside" / "outbox")
     delivery_wake = asyncio.Event()
 
     async def distribute_step() -> bool:
