@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from itertools import accumulate
 
 from listserv.bounces import record_bounce
+from listserv.faults import log_failure
 from listserv.queue import split_off, summary
 from listserv.smtpout import MAILDIR
 
@@ -358,9 +359,9 @@ def settle_all(db, outcomes: list[Outcome], now: float, policy: Policy) -> Count
         db.execute("SAVEPOINT outcome")
         try:
             counts.update(settle(db, rest, now, policy))
-        except Exception:
+        except Exception as error:
             db.execute("ROLLBACK TO SAVEPOINT outcome")
-            log.exception("could not record the outcome of %d deliveries", rest.size())
+            log_failure(log, error, "could not record the outcome of %d deliveries", rest.size())
         db.execute("RELEASE SAVEPOINT outcome")
     return counts
 

@@ -43,6 +43,7 @@ from listserv.addresses import is_address
 from listserv.bounces import verp_sender
 from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
                              queue_report, recover, release, settle_all)
+from listserv.faults import log_failure
 from listserv.handover import Local, Remote, Skipped
 from listserv.outbox import make_outbox
 from listserv.smtpout import MAILDIR, Unavailable, write_outbox
@@ -296,7 +297,7 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the message's own problem: a few tries, then set aside
-            log.exception("delivering body %s failed", group.body_id)
+            log_failure(log, error, "delivering body %s failed", group.body_id)
             outcome = Outcome(forum_id=body.forum_id if body else None, internal=True)
             outcome.defer(group.ids, f"internal error: {type(error).__name__}: {error}")
         if outcome.deferred or outcome.bounced or outcome.failed:

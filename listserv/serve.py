@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from listserv import delivery
+from listserv.faults import OneLine, log_failure
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
 from listserv.outbox import prepare_outbox
@@ -44,6 +45,8 @@ def run(site, listen: str | None = None) -> None:
     settings = site.settings  # a ConfigError stops us here, before anything starts
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a full disk: one line, not a traceback
+        handler.addFilter(OneLine())
     for noisy in ("mail.log", "apscheduler"):  # a line per SMTP command / job run
         logging.getLogger(noisy).setLevel(logging.WARNING)
     host, port = parse_hostport(listen or settings.smtp.listen)
@@ -66,7 +69,9 @@ class Wakeable:
 
     A step that fails is tried again a second later. While it keeps failing
     the same way (a full disk, say), the log gets the traceback once, then a
-    line a minute, and a line when it works again: not a traceback a second."""
+    line a minute, and a line when it works again: not a traceback a second.
+    A failure we foresee (a full disk, a locked database) is one line from
+    the start, naming the stage and the error (`faults.py`)."""
 
     REPEAT_EVERY = 60.0  # seconds between lines about the same failure
 
@@ -85,7 +90,7 @@ class Wakeable:
         now = time.monotonic()
         if what != self.failing:
             self.failing, self.failures, self.told = what, 1, now
-            log.exception("%s failed; retrying shortly", self.name)
+            log_failure(log, error, "%s failed; retrying shortly", self.name)
             return
         self.failures += 1
         if now - self.told >= self.REPEAT_EVERY:
