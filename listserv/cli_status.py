@@ -123,7 +123,8 @@ def queue_command(site: Site, as_json: bool, at: str | None) -> None:
         click.echo("\nDeferred (will be tried again):")
         print_table(deferred, [("id", "id"), ("recipient", "recipient"), ("attempts", "tries"),
                                ("next", "next try"), ("last_error", "last error")])
-    failed = [dict(row, recipient=_who(row)) for row in report.get("failed", [])]
+    failed = [dict(row, recipient=recipient) for row in report.get("failed", [])
+              for recipient in row.get("recipients") or [_who(row)]]  # each one named
     if failed:
         click.echo("\nFailed and bounced:")
         print_table(failed, [("id", "id"), ("recipient", "recipient"), ("status", "status"),

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from listserv import delivery
+from listserv.giveup import tell_failures
 from listserv.faults import OneLine, log_failure
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
@@ -33,6 +34,8 @@ from moderation.reminders import remind_due
 from relays.serving import relay_extensions, start_relays
 
 log = logging.getLogger(__name__)
+
+FAILURES_EVERY = 5.0  # seconds between looks for deliveries given up
 
 
 def utcnow() -> datetime:
@@ -155,6 +158,13 @@ async def serve(site, host: str, port: int) -> None:
         return bool(taken)
 
     pipeline = Wakeable("pipeline", pipeline_step)
+
+    async def failures_step() -> bool:  # deliveries given up: the poster, a daily summary
+        if await site.write(tell_failures, site, utcnow()):
+            delivery_wake.set()
+        return False
+
+    teller = Wakeable("failure notices", failures_step, idle=FAILURES_EVERY)
     await digests_wiring.start(site)  # checked templates in place before any mail is answered
     server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
     web = None
@@ -181,6 +191,7 @@ async def serve(site, host: str, port: int) -> None:
     tasks = [asyncio.create_task(pipeline.run(stop), name="pipeline"),
              asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
+             asyncio.create_task(teller.run(stop), name="failure notices"),
              asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake),
                                  name="delivery"),
              start_relays(site, scheduler, stop, delivery_wake)]
