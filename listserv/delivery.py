@@ -43,6 +43,7 @@ from listserv.addresses import is_address
 from listserv.bounces import verp_sender
 from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
                              queue_report, recover, release, settle_all)
+from listserv.clock import Steps, shift_waits
 from listserv.faults import log_failure
 from listserv.handover import Local, Remote, Skipped
 from listserv.outbox import make_outbox
@@ -71,11 +72,14 @@ def personal_headers(secret: bytes, web_url: str, slug: str, domain: str,
 
 
 async def run_delivery(site, stop: asyncio.Event, wake: asyncio.Event | None = None,
-                       grace: float = 10.0) -> None:
+                       grace: float = 10.0, on_step=None) -> None:
     """Deliver until `stop` is set; setting `wake` says new rows are queued.
     On stop, transactions in flight get `grace` seconds to finish. SMTP runs
-    in a process of its own unless `[delivery] own_process` is false."""
+    in a process of its own unless `[delivery] own_process` is false. When
+    the wall clock is stepped, the stored due times move with it (`clock.py`)
+    and `on_step(seconds)` is told."""
     engine = Engine(site, time.time, own_process=site.settings.delivery.own_process)
+    engine.steps, engine.on_step = Steps(), on_step
     await engine.run(stop=stop, wake=wake, grace=grace)
 
 
@@ -127,6 +131,8 @@ class Engine:
         self.counts: Counter = Counter()
         self.again = True  # a claim may find something
         self.changed = asyncio.Event()
+        self.steps: Steps | None = None  # with the real clock: its steps are watched
+        self.on_step = None
 
     async def write(self, fn, *args, priority: int = 1, **options):
         if options:
@@ -166,6 +172,8 @@ class Engine:
             while not (stop is not None and stop.is_set()):
                 # Workers are handed ready groups at once, also while a claim is
                 # waiting for the store: the claim runs beside them.
+                if self.steps is not None and (step := self.steps.step()):
+                    await self._clock_stepped(step)
                 self.start_ready()
                 if self.claiming is None and self.should_claim():
                     self.again = False
@@ -185,6 +193,23 @@ class Engine:
             for watcher in watchers:
                 watcher.cancel()
             await self.stop(grace)
+
+    async def _clock_stepped(self, seconds: float) -> None:
+        """The wall clock jumped: every stored wait keeps its length (no stall
+        after a step back, no burst after a step forward), and so do ours."""
+        try:
+            moved = await self.write(shift_waits, seconds, priority=0)
+        except Exception as error:  # the store refuses writes: the next step check retries
+            self.steps.offset -= seconds
+            log_failure(log, error, "could not move the waits after a clock step of %+.0f s",
+                        seconds)
+            return
+        self.down = {dest: (until + seconds, why) for dest, (until, why) in self.down.items()}
+        log.warning("the wall clock was stepped %+.0f s; %d waiting deliveries keep their "
+                    "waits", seconds, moved)
+        if self.on_step is not None:
+            self.on_step(seconds)
+        self.again = True
 
     def _claimed(self, task: asyncio.Task) -> None:
         self.claiming = None

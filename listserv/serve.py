@@ -18,8 +18,10 @@ import signal
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from listserv import delivery
 from listserv.giveup import tell_failures
@@ -192,7 +194,8 @@ async def serve(site, host: str, port: int) -> None:
              asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
              asyncio.create_task(teller.run(stop), name="failure notices"),
-             asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake),
+             asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake,
+                                                       on_step=partial(_shift_jobs, scheduler)),
                                  name="delivery"),
              start_relays(site, scheduler, stop, delivery_wake)]
     for stage in (pipeline, moderator, distributor):
@@ -214,6 +217,15 @@ def wire_extensions(site=None) -> Extensions:
                                        "fetch": digests_wiring.hub_fetch(site.settings)}
     return Extensions(confirm=moderation_stage.CONFIRM_HANDLERS,
                       post=moderation_stage.POST_RULES, **digests)
+
+
+def _shift_jobs(scheduler, seconds: float) -> None:
+    """The wall clock was stepped: jobs that run every so often keep their
+    interval (jobs at a time of day keep their time of day)."""
+    for job in scheduler.get_jobs():
+        if isinstance(job.trigger, IntervalTrigger) and job.next_run_time is not None:
+            job.modify(next_run_time=job.next_run_time + timedelta(seconds=seconds))
+    scheduler.wakeup()
 
 
 async def _moderation_reminders(site, delivery_wake: asyncio.Event) -> None:
