@@ -76,7 +76,9 @@ def site_status(site: Site, now: datetime, pid: str | None) -> dict:
     report["holds"] = {"held": held, "oldest_seconds": _seconds_since(oldest, now)}
     summary = queue_report(db, now)
     report["queue"] = {"counts": summary.get("counts", {}),
-                       "oldest_waiting_seconds": summary.get("oldest_waiting_seconds")}
+                       "oldest_waiting_seconds": summary.get("oldest_waiting_seconds"),
+                       # SPEC 8: recipients a crash may send a copy twice, at most
+                       "crash_window": settings.delivery.crash_window}
     report["bounces"] = list(db.query(
         "SELECT at, recipient, code, detail FROM bounces ORDER BY id DESC LIMIT ?", [RECENT]))
     for key, collect, _describe in SECTIONS:
@@ -191,6 +193,8 @@ def status(site: Site, as_json: bool, at: str | None) -> None:
     queue = report["queue"]
     _print_counts("Outbound queue", queue["counts"])
     click.echo(f"Oldest waiting delivery: {age(queue['oldest_waiting_seconds'])}")
+    click.echo(f"Crash window: a crash may send at most {queue['crash_window']} recipients "
+               f"a copy twice ([delivery] crash_window)")
     if report["bounces"]:
         click.echo("\nRecent bounces:")
         print_table(report["bounces"], [("at", "at"), ("recipient", "recipient"),
