@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 INTERNAL_TRIES = 3  # a message failing for reasons of its own is set aside after this
 IDS = "(SELECT value FROM json_each(?))"
+DOMAINS_KEPT = 4096  # recipient domains whose destination the router remembers
 
 
 class Router:
@@ -56,8 +57,8 @@ class Router:
                     found = target
                     break
             found = found or self.fallback
-            if len(self._cache) > 100_000:
-                self._cache.clear()
+            if len(self._cache) >= DOMAINS_KEPT:  # bounded: a long-running server
+                self._cache.clear()                # meets domains without end
             self._cache[domain] = found
         return found
 

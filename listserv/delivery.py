@@ -55,7 +55,7 @@ __all__ = ["run_delivery", "deliver_pending", "personal_headers", "recover", "qu
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # the command line queues rows from another process, unannounced
-BODY_CACHE_BYTES = 32 * 1024 * 1024
+BODY_CACHE_BYTES = 8 * 1024 * 1024  # bodies kept in memory; a soak levels off under it
 AHEAD = 4  # transactions per connection claimed ahead (running and queued included)
 
 
