@@ -21,15 +21,20 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from digests import wiring as digests_wiring
 from listserv import service
 from listserv.delivery import engine as delivery
+from listserv.delivery.giveup import tell_failures
+from listserv.delivery.outbox import prepare_outbox
 from listserv.errors import ListservError
 from listserv.intake.pipeline import Extensions, distribute_pending, process_received
 from listserv.intake.smtp import start_intake
+from listserv.site.faults import OneLine, log_failure
 from listserv.site.retention import purge_old
 from listserv.site.settings import parse_hostport
 from moderation import stage as moderation_stage
@@ -38,6 +43,8 @@ from relays.serving import relay_extensions, start_relays
 
 log = logging.getLogger(__name__)
 PURGE_ROUND = 2000  # rows of each kind one housekeeping write removes
+
+FAILURES_EVERY = 5.0  # seconds between looks for deliveries given up
 
 
 def utcnow() -> datetime:
@@ -53,6 +60,8 @@ def run(site, listen: str | None = None) -> None:
         service.configure_logging(site)  # [log]: stderr or a file, and syslog
     except OSError as error:
         raise ListservError(f"{site.config_path}: [log] cannot be opened: {error}") from None
+    for handler in logging.getLogger().handlers:  # a full disk: one line, not a traceback
+        handler.addFilter(OneLine())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: never fatal
     site.lock()
     site.start_writer()
@@ -73,7 +82,9 @@ class Wakeable:
 
     A step that fails is tried again a second later. While it keeps failing
     the same way (a full disk, say), the log gets the traceback once, then a
-    line a minute, and a line when it works again: not a traceback a second."""
+    line a minute, and a line when it works again: not a traceback a second.
+    A failure we foresee (a full disk, a locked database) is one line from
+    the start, naming the stage and the error (`faults.py`)."""
 
     REPEAT_EVERY = 60.0  # seconds between lines about the same failure
 
@@ -92,7 +103,7 @@ class Wakeable:
         now = time.monotonic()
         if what != self.failing:
             self.failing, self.failures, self.told = what, 1, now
-            log.exception("%s failed; retrying shortly", self.name)
+            log_failure(log, error, "%s failed; retrying shortly", self.name)
             return
         self.failures += 1
         if now - self.told >= self.REPEAT_EVERY:
@@ -128,6 +139,8 @@ async def serve(site, host: str, port: int) -> None:
     reloads: set[asyncio.Task] = set()
 
     await site.write(delivery.recover)
+    if site.outbox.exists() or not (settings.delivery.smarthost or "*" in settings.delivery.routes):
+        prepare_outbox(site.outbox, site.data / "set-aside" / "outbox")
     delivery_wake = asyncio.Event()
 
     async def distribute_step() -> bool:
@@ -156,6 +169,13 @@ async def serve(site, host: str, port: int) -> None:
         return bool(taken)
 
     pipeline = Wakeable("pipeline", pipeline_step)
+
+    async def failures_step() -> bool:  # deliveries given up: the poster, a daily summary
+        if await site.write(tell_failures, site, utcnow()):
+            delivery_wake.set()
+        return False
+
+    teller = Wakeable("failure notices", failures_step, idle=FAILURES_EVERY)
     await digests_wiring.start(site)  # checked templates in place before any mail is answered
     server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
     web = None
@@ -184,7 +204,9 @@ async def serve(site, host: str, port: int) -> None:
     tasks = [asyncio.create_task(pipeline.run(stop), name="pipeline"),
              asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
-             asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake),
+             asyncio.create_task(teller.run(stop), name="failure notices"),
+             asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake,
+                                                       on_step=partial(_shift_jobs, scheduler)),
                                  name="delivery"),
              start_relays(site, scheduler, stop, delivery_wake)]
     for stage in (pipeline, moderator, distributor):
@@ -216,6 +238,15 @@ def wire_extensions(site=None) -> Extensions:
                                        "fetch": digests_wiring.hub_fetch(site.settings)}
     return Extensions(confirm=moderation_stage.CONFIRM_HANDLERS,
                       post=moderation_stage.POST_RULES, **digests)
+
+
+def _shift_jobs(scheduler, seconds: float) -> None:
+    """The wall clock was stepped: jobs that run every so often keep their
+    interval (jobs at a time of day keep their time of day)."""
+    for job in scheduler.get_jobs():
+        if isinstance(job.trigger, IntervalTrigger) and job.next_run_time is not None:
+            job.modify(next_run_time=job.next_run_time + timedelta(seconds=seconds))
+    scheduler.wakeup()
 
 
 async def _moderation_reminders(site, delivery_wake: asyncio.Event) -> None:

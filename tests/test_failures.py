@@ -152,11 +152,17 @@ def test_a_message_that_keeps_failing_is_set_aside_after_a_few_tries_and_status_
 
 
 @pytest.mark.parametrize("repeat_every, lines", [(3600.0, 0), (0.0, 5)])
-def test_a_stage_that_keeps_failing_logs_one_traceback_then_a_line_now_and_then(
-        caplog, repeat_every, lines):
+@pytest.mark.parametrize("error, foreseen", [
+    (OSError(28, "No space left on device"), True),
+    (sqlite3.OperationalError("database or disk is full"), True),
+    (KeyError("forum_id"), False)])
+def test_a_stage_that_keeps_failing_logs_one_line_then_a_line_now_and_then(
+        caplog, repeat_every, lines, error, foreseen):
     """The stages of `serve` retry a failed step every second; on a full disk
-    that went on for as long as the disk stayed full. The traceback comes once;
-    after it, a line when REPEAT_EVERY (a minute in the server) has passed."""
+    that went on for as long as the disk stayed full. The first failure is
+    one line naming the stage and the error when we foresee it (a full disk,
+    a locked database), else a traceback, once; after it, a line when
+    REPEAT_EVERY (a minute in the server) has passed."""
     calls = []
 
     async def scenario() -> None:
@@ -165,7 +171,7 @@ def test_a_stage_that_keeps_failing_logs_one_traceback_then_a_line_now_and_then(
         async def step() -> bool:
             calls.append(1)
             if len(calls) <= 6:
-                raise OSError(28, "No space left on device")
+                raise error
             stop.set()
             return False
         stage = Wakeable("pipeline", step, idle=0.001)
@@ -175,12 +181,18 @@ def test_a_stage_that_keeps_failing_logs_one_traceback_then_a_line_now_and_then(
     caplog.set_level(logging.INFO, logger="listserv.serve")
     asyncio.run(scenario())
     records = [r for r in caplog.records if r.name == "listserv.serve"]
+    what = f"{type(error).__name__}: {error}"
     assert len(calls) == 7
-    assert [r.getMessage() for r in records if r.exc_info] == [
-        "pipeline failed; retrying shortly"]  # one traceback for six failures
+    first = records[0]
+    if foreseen:
+        assert first.getMessage() == f"pipeline failed; retrying shortly: {what}"
+        assert not any(r.exc_info for r in records)  # no traceback for a full disk
+    else:
+        assert [r.getMessage() for r in records if r.exc_info] == [
+            "pipeline failed; retrying shortly"]  # one traceback for six failures
     repeats = [r.getMessage() for r in records if "still failing" in r.getMessage()]
     assert len(repeats) == lines, repeats
-    assert all("OSError: [Errno 28] No space left on device" in line for line in repeats)
+    assert all(what in line for line in repeats)
     assert records[-1].getMessage() == "pipeline works again after 6 failed tries"
 
 
@@ -287,6 +299,12 @@ def test_a_full_disk_answers_451_never_250_and_no_message_that_got_250_is_lost(
     # work then) logged one traceback, not one a second.
     stages = re.findall(r"ERROR listserv\.serve: (\w+) failed; retrying shortly", full_output)
     assert len(stages) == len(set(stages)), stages
+    # Foreseen: each failure is one line naming what failed and the error, and no
+    # stage logs a traceback for it.
+    assert "Traceback" not in full_output, full_output[-3000:]
+    for line in full_output.splitlines():
+        if "failed; retrying shortly" in line:
+            assert re.search(r"\w+ failed; retrying shortly: (OperationalError|OSError): ", line), line
 
     server = Server(site).start()  # the disk has room again
     try:

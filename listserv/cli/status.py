@@ -86,7 +86,9 @@ def site_status(site: Site, now: datetime, pid: str | None) -> dict:
     report["holds"] = {"held": held, "oldest_seconds": _seconds_since(oldest, now)}
     summary = queue_report(db, now)
     report["queue"] = {"counts": summary.get("counts", {}),
-                       "oldest_waiting_seconds": summary.get("oldest_waiting_seconds")}
+                       "oldest_waiting_seconds": summary.get("oldest_waiting_seconds"),
+                       # SPEC 8: recipients a crash may send a copy twice, at most
+                       "crash_window": settings.delivery.crash_window}
     report["bounces"] = list(db.query(
         "SELECT at, recipient, code, detail FROM bounces ORDER BY id DESC LIMIT ?", [RECENT]))
     for key, collect, _describe in SECTIONS:
@@ -138,7 +140,8 @@ def queue_command(ctx: click.Context, site: Site, as_json: bool, at: str | None)
         click.echo("\nDeferred (will be tried again):")
         print_table(deferred, [("id", "id"), ("recipient", "recipient"), ("attempts", "tries"),
                                ("next", "next try"), ("last_error", "last error")])
-    failed = [dict(row, recipient=_who(row)) for row in report.get("failed", [])]
+    failed = [dict(row, recipient=recipient) for row in report.get("failed", [])
+              for recipient in row.get("recipients") or [_who(row)]]  # each one named
     if failed:
         click.echo("\nFailed and bounced:")
         print_table(failed, [("id", "id"), ("recipient", "recipient"), ("status", "status"),
@@ -219,6 +222,8 @@ def _print_status(report: dict) -> None:
     queue = report["queue"]
     _print_counts("Outbound queue", queue["counts"])
     click.echo(f"Oldest waiting delivery: {age(queue['oldest_waiting_seconds'])}")
+    click.echo(f"Crash window: a crash may send at most {queue['crash_window']} recipients "
+               f"a copy twice ([delivery] crash_window)")
     if report["bounces"]:
         click.echo("\nRecent bounces:")
         print_table(report["bounces"], [("at", "at"), ("recipient", "recipient"),

@@ -20,13 +20,13 @@ Crash window: a row is claimed ('sending') in a committed write before any
 byte of it goes out, and marked 'sent' in a write after the server's reply
 to DATA. If the process dies in between, the rows of the transactions then
 in flight and of those whose reply has come but whose outcome is not yet
-committed are still 'sending'. No transaction starts while `concurrency`
-of them (twice that with the handover process, whose queue keeps each
-connection's next transaction ready) are handed over and unrecorded, so
-that is the most that can be sent again, each of at most `batch_size`
-recipients.
-`recover` queues them again at the next start and those recipients get the
-message a second time. No other row is ever sent twice.
+committed are still 'sending', and `recover` queues them again at the next
+start: those recipients get the message a second time. No other row is
+ever sent twice. The window is kept small and bounded: each outcome is
+written the moment its reply arrives (its own write; the store's writer
+commits the writes waiting together), and no transaction starts while the
+recipients handed over and not yet recorded, with its own, would pass
+`[delivery] crash_window` (shown by `listserv status`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from functools import partial
 
 from listserv.delivery.bounces import verp_sender
 from listserv.delivery.handover import Local, Remote, Skipped
+from listserv.delivery.outbox import make_outbox
 from listserv.delivery.rows import (
     Body,
     Group,
@@ -57,13 +58,15 @@ from listserv.delivery.rows import (
 from listserv.delivery.smtpout import MAILDIR, Unavailable, write_outbox
 from listserv.mail.addresses import is_address
 from listserv.mail.tokens import short_mac, sign_link
+from listserv.site.clock import Steps, shift_waits
+from listserv.site.faults import log_failure
 
 __all__ = ["run_delivery", "deliver_pending", "personal_headers", "recover", "queue_report"]
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # the command line queues rows from another process, unannounced
-BODY_CACHE_BYTES = 32 * 1024 * 1024
+BODY_CACHE_BYTES = 8 * 1024 * 1024  # bodies kept in memory; a soak levels off under it
 AHEAD = 4  # transactions per connection claimed ahead (running and queued included)
 
 
@@ -80,11 +83,14 @@ def personal_headers(secret: bytes, web_url: str, slug: str, domain: str,
 
 
 async def run_delivery(site, stop: asyncio.Event, wake: asyncio.Event | None = None,
-                       grace: float = 10.0) -> None:
+                       grace: float = 10.0, on_step=None) -> None:
     """Deliver until `stop` is set; setting `wake` says new rows are queued.
     On stop, transactions in flight get `grace` seconds to finish. SMTP runs
-    in a process of its own unless `[delivery] own_process` is false."""
+    in a process of its own unless `[delivery] own_process` is false. When
+    the wall clock is stepped, the stored due times move with it (`clock.py`)
+    and `on_step(seconds)` is told."""
     engine = Engine(site, time.time, own_process=site.settings.delivery.own_process)
+    engine.steps, engine.on_step = Steps(), on_step
     await engine.run(stop=stop, wake=wake, grace=grace)
 
 
@@ -114,13 +120,18 @@ class Engine:
         self.router = Router(delivery)
         self.policy = Policy(delivery.retry_seconds, delivery.give_up_seconds, self.router)
         smtp = own_process and self.router.destinations != {MAILDIR}
+        if MAILDIR in self.router.destinations:  # before the first copy, not by it
+            make_outbox(site.outbox)
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
                                                     delivery.timeout_seconds, self.concurrency)
         self.stopping = False
         self.claiming: asyncio.Task | None = None
-        self.unsettled: list[Outcome] = []  # outcomes waiting for the next write
-        self.unrecorded = 0  # outcomes not yet committed (waiting or being written)
-        self.settler: asyncio.Task | None = None
+        self.unrecorded = 0  # outcomes not yet committed (being written)
+        self.window = delivery.crash_window  # recipients a crash may send again, at most
+        self.exposed = 0  # recipients handed over whose outcome is not yet committed
+        self.recording: set[asyncio.Task] = set()  # outcomes being written
+        self.record_failing = False  # the store refuses outcomes (a full disk)
+        self.record_told = 0.0  # when the log last heard of it (monotonic)
         self.claim_error: BaseException | None = None
         self.ready: deque[Group] = deque()
         self.running: dict[asyncio.Task, Group] = {}
@@ -134,6 +145,8 @@ class Engine:
         self.counts: Counter = Counter()
         self.again = True  # a claim may find something
         self.changed = asyncio.Event()
+        self.steps: Steps | None = None  # with the real clock: its steps are watched
+        self.on_step = None
 
     async def write(self, fn, *args, priority: int = 1, **options):
         if options:
@@ -173,6 +186,8 @@ class Engine:
             while not (stop is not None and stop.is_set()):
                 # Workers are handed ready groups at once, also while a claim is
                 # waiting for the store: the claim runs beside them.
+                if self.steps is not None and (step := self.steps.step()):
+                    await self._clock_stepped(step)
                 self.start_ready()
                 if self.claiming is None and self.should_claim():
                     self.again = False
@@ -192,6 +207,23 @@ class Engine:
             for watcher in watchers:
                 watcher.cancel()
             await self.stop(grace)
+
+    async def _clock_stepped(self, seconds: float) -> None:
+        """The wall clock jumped: every stored wait keeps its length (no stall
+        after a step back, no burst after a step forward), and so do ours."""
+        try:
+            moved = await self.write(shift_waits, seconds, priority=0)
+        except Exception as error:  # the store refuses writes: the next step check retries
+            self.steps.offset -= seconds
+            log_failure(log, error, "could not move the waits after a clock step of %+.0f s",
+                        seconds)
+            return
+        self.down = {dest: (until + seconds, why) for dest, (until, why) in self.down.items()}
+        log.warning("the wall clock was stepped %+.0f s; %d waiting deliveries keep their "
+                    "waits", seconds, moved)
+        if self.on_step is not None:
+            self.on_step(seconds)
+        self.again = True
 
     def _claimed(self, task: asyncio.Task) -> None:
         self.claiming = None
@@ -247,9 +279,13 @@ class Engine:
             limit = self.cap(group.destination)
             if group.destination != MAILDIR:
                 limit *= ahead
-            if self.inflight[group.destination] < limit:
+            # The crash window: handed over with the others unrecorded, these
+            # recipients could not pass it (alone, a group always may go).
+            fits = self.exposed == 0 or self.exposed + len(group.recipients) <= self.window
+            if fits and self.inflight[group.destination] < limit:
                 task = asyncio.create_task(self.deliver(group))
                 self.running[task] = group
+                self.exposed += len(group.recipients)
                 self.inflight[group.destination] += 1
                 task.add_done_callback(self._finished)
             else:
@@ -289,8 +325,8 @@ class Engine:
             except Exception as error:
                 log.error("could not queue %d claimed deliveries again (%s); the next "
                           "start does", len(ids), error)
-        if self.settler is not None:
-            _done, pending = await asyncio.wait([self.settler], timeout=grace)
+        if self.recording:
+            _done, pending = await asyncio.wait(list(self.recording), timeout=grace)
             for task in pending:
                 task.cancel()
         await self.handover.close()
@@ -304,7 +340,7 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the message's own problem: a few tries, then set aside
-            log.exception("delivering body %s failed", group.body_id)
+            log_failure(log, error, "delivering body %s failed", group.body_id)
             outcome = Outcome(forum_id=body.forum_id if body else None, internal=True)
             outcome.defer(group.ids, f"internal error: {type(error).__name__}: {error}")
         if outcome.deferred or outcome.bounced or outcome.failed:
@@ -314,42 +350,48 @@ class Engine:
                      sum(map(len, outcome.failed.values())),
                      next(iter(outcome.deferred), "") or next(iter(outcome.failed), "")
                      or (outcome.bounced[0][3] if outcome.bounced else ""))
-        # The worker is free for its next transaction while the outcome is written;
-        # until that write commits, the rows stay 'sending' and no claim takes them.
-        # Outcomes that arrive while a write is under way go together in the next.
-        self.unsettled.append(outcome)
+        # The worker is free for its next transaction while the outcome is written,
+        # at once and on its own (the store commits the writes waiting together);
+        # until it commits, the rows stay 'sending' and no claim takes them.
         self.unrecorded += 1
-        if self.settler is None:
-            self.settler = asyncio.create_task(self._settle())
+        task = asyncio.create_task(self._record(outcome, len(group.recipients)))
+        self.recording.add(task)
+        task.add_done_callback(self.recording.discard)
 
-    async def _settle(self) -> None:
-        """Write waiting outcomes, all in one write; while the store cannot take
-        them (a full disk), try again every few seconds: the rows stay 'sending',
-        so nobody gets them twice."""
+    async def _record(self, outcome: Outcome, recipients: int) -> None:
+        """Write one outcome; while the store cannot take it (a full disk), try
+        again every few seconds: the rows stay 'sending', so nobody gets them
+        twice, and they stay in the crash window."""
+        wait = 1.0
         try:
-            while self.unsettled:
-                outcomes, self.unsettled = self.unsettled, []
-                rows = sum(map(Outcome.size, outcomes))
-                wait = 1.0
-                while True:
-                    try:
-                        self.counts.update(await self.write(settle_all, outcomes, self.clock(),
-                                                            self.policy, priority=0))
-                        break
-                    except Exception as error:
-                        if self.stopping:
-                            log.error("could not record the outcome of %d deliveries (%s); "
-                                      "they are queued again at the next start", rows, error)
-                            break
+            while True:
+                try:
+                    self.counts.update(await self.write(settle_all, [outcome], self.clock(),
+                                                        self.policy, priority=0))
+                except Exception as error:
+                    if self.stopping:
                         log.error("could not record the outcome of %d deliveries (%s); "
-                                  "trying again in %.0f s", rows, error, wait)
-                        await asyncio.sleep(wait)
-                        wait = min(wait * 2, 30.0)
-                self.unrecorded -= len(outcomes)
-                self.again = True  # deferred rows may be due again, a destination back
-                self.changed.set()
+                                  "they are queued again at the next start",
+                                  outcome.size(), error)
+                        return
+                    now = time.monotonic()
+                    if not self.record_failing or now - self.record_told >= 60:
+                        log.error("could not record the outcome of %d deliveries (%s); "
+                                  "trying again in %.0f s", outcome.size(), error, wait)
+                        self.record_told = now
+                    self.record_failing = True
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, 30.0)
+                    continue
+                if self.record_failing:
+                    self.record_failing = False
+                    log.warning("outcomes of deliveries are recorded again")
+                return
         finally:
-            self.settler = None
+            self.unrecorded -= 1
+            self.exposed -= recipients
+            self.again = True  # deferred rows may be due again, a destination back
+            self.changed.set()
 
     async def attempt(self, group: Group, body: Body | None) -> Outcome:
         outcome = Outcome(forum_id=body.forum_id if body else None)

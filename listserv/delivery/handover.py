@@ -61,7 +61,7 @@ from listserv.delivery.smtpout import Handover, Pool, Unavailable
 
 log = logging.getLogger(__name__)
 
-BODY_BYTES = 32 * 1024 * 1024  # bodies the child keeps at most
+BODY_BYTES = 8 * 1024 * 1024  # bodies the child keeps at most (its memory levels off)
 AHEAD = 1  # transactions waiting in the child per connection, beside the running one
 _LENGTH = struct.Struct("!I")
 _PR_SET_PDEATHSIG = 1

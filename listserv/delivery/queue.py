@@ -162,8 +162,11 @@ def summary(db, now: float | None = None) -> dict:
     oldest = db.execute("SELECT min(created_at) FROM deliveries "
                         "WHERE status IN ('queued', 'deferred', 'sending')").fetchone()[0]
     failed = list(db.query(
-        "SELECT id, ref, recipient, size, status, attempts, last_error FROM deliveries "
-        "WHERE status IN ('failed', 'bounced') ORDER BY id DESC LIMIT 20"))
+        "SELECT id, ref, recipient, recipients, size, status, attempts, last_error "
+        "FROM deliveries WHERE status IN ('failed', 'bounced') ORDER BY id DESC LIMIT 20"))
+    for row in failed:  # every recipient of a batch row, not only its first
+        row["recipients"] = json.loads(row["recipients"]) if row["recipients"] else \
+            [row["recipient"]]
     deferred = list(db.query(
         "SELECT id, ref, recipient, size, attempts, next_at, last_error FROM deliveries "
         "WHERE status = 'deferred' ORDER BY next_at LIMIT 20"))

@@ -27,11 +27,13 @@ from itertools import accumulate
 from listserv.delivery.bounces import record_bounce
 from listserv.delivery.queue import split_off, summary
 from listserv.delivery.smtpout import MAILDIR
+from listserv.site.faults import log_failure
 
 log = logging.getLogger(__name__)
 
 INTERNAL_TRIES = 3  # a message failing for reasons of its own is set aside after this
 IDS = "(SELECT value FROM json_each(?))"
+DOMAINS_KEPT = 4096  # recipient domains whose destination the router remembers
 
 
 class Router:
@@ -55,8 +57,8 @@ class Router:
                     found = target
                     break
             found = found or self.fallback
-            if len(self._cache) > 100_000:
-                self._cache.clear()
+            if len(self._cache) >= DOMAINS_KEPT:  # bounded: a long-running server
+                self._cache.clear()                # meets domains without end
             self._cache[domain] = found
         return found
 
@@ -358,9 +360,9 @@ def settle_all(db, outcomes: list[Outcome], now: float, policy: Policy) -> Count
         db.execute("SAVEPOINT outcome")
         try:
             counts.update(settle(db, rest, now, policy))
-        except Exception:
+        except Exception as error:
             db.execute("ROLLBACK TO SAVEPOINT outcome")
-            log.exception("could not record the outcome of %d deliveries", rest.size())
+            log_failure(log, error, "could not record the outcome of %d deliveries", rest.size())
         db.execute("RELEASE SAVEPOINT outcome")
     return counts
 

@@ -121,6 +121,7 @@ class DeliverySection:
     routes: dict[str, str] = field(default_factory=dict)
     concurrency: int = 8
     batch_size: int = 100
+    crash_window: int = 800
     own_process: bool = True
     verp: bool = False
     retry_schedule: tuple[str, ...] = ("1m", "5m", "15m", "1h", "2h", "4h")
@@ -139,6 +140,9 @@ class DeliverySection:
                 parse_hostport(target)
         if key in ("concurrency", "batch_size") and not 1 <= getattr(self, key) <= 1000:
             raise ValueError("must be between 1 and 1000")
+        if key == "crash_window" and not self.batch_size <= self.crash_window <= 100_000:
+            raise ValueError(f"must be between batch_size ({self.batch_size}), so that a "
+                             f"transaction fits in it, and 100000")
         if key == "retry_schedule":
             if not self.retry_schedule:
                 raise ValueError("must list at least one duration, e.g. ['1m', '15m']")

@@ -17,7 +17,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -228,7 +227,8 @@ class Writer:
         _name_thread("ls-checkpoint")
         conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
                                check_same_thread=False)
-        try:
+        pause = threading.Event()  # a timed wait on the monotonic clock (time.sleep
+        try:                       # fails under libfaketime, which tests steps with)
             while True:
                 self._committed.wait()
                 self._committed.clear()
@@ -238,7 +238,7 @@ class Writer:
                     log.warning("checkpoint of the write-ahead log failed: %s", error)
                 if self._closing:
                     break
-                time.sleep(self.CHECKPOINT_PAUSE)
+                pause.wait(self.CHECKPOINT_PAUSE)
         finally:
             conn.close()
 

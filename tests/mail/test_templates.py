@@ -149,6 +149,8 @@ def moderation_samples(base: dict) -> dict[str, list[dict]]:
     item = {"id": 7, "forum": "peace", "sender": "zoe@example.net", "subject": "Water",
             "reason": "not a member", "since": "2026-11-20 09:00 UTC", "days": 3,
             "decide": decide}
+    failed = {"recipient": "zoe@example.net", "ref": "post:17", "subject": "Water",
+              "reason": "gave up after 5d: 451 4.2.1 Mailbox busy"}
     request = {"id": 2, "address": "dora@example.org", "name": "Dora", "region": "Sahel",
                "language": "fr", "mode": "each", "profile": "email",
                "confirmed": "2026-11-22 09:00 UTC", "charter": "2026-11-22 09:00 UTC",
@@ -175,6 +177,23 @@ def moderation_samples(base: dict) -> dict[str, list[dict]]:
             {**base, "posts": [item, {**item, "decide": None, "subject": ""}],
              "requests": [item], "expire_days": 14},
             {**base, "posts": [], "requests": [item], "expire_days": 14}],
+        "delivery-failed-poster.txt": [
+            {**base, "subject": "Water", "count": 3, "posted": "2026-11-23",
+             "give_up_days": 5, "give_up_hours": 120},
+            {**base, "subject": "", "count": 1, "posted": "2026-11-23",
+             "give_up_days": 0, "give_up_hours": 6}],
+        "delivery-failed-summary.txt": [
+            {**base, "items": [failed, {**failed, "subject": ""}], "total": 2, "more": 0,
+             "give_up_days": 5, "give_up_hours": 120},
+            {**base, "items": [failed], "total": 1, "more": 0, "give_up_days": 0,
+             "give_up_hours": 6},
+            {**base, "items": [failed], "total": 51, "more": 50, "give_up_days": 5,
+             "give_up_hours": 120}],
+        "delivery-failed-site.txt": [
+            {**base, "items": [{**failed, "ref": "reply:42", "subject": ""}], "total": 1,
+             "more": 0, "give_up_days": 5, "give_up_hours": 120},
+            {**base, "items": [failed], "total": 60, "more": 59, "give_up_days": 0,
+             "give_up_hours": 2}],
         "moderation-escalation.txt": [{**base, "items": [item], "days": 7}],
         "moderation-expired.txt": [{**base, "subject": "Water", "days": 14},
                                    {**base, "subject": "", "days": 14}],
