@@ -24,6 +24,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.encoders import encode_base64
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -34,7 +36,7 @@ from listserv.addresses import classify, normalise
 from listserv.distribution import distribute_post
 from listserv.errors import ListservError, MessageError
 from listserv.mail import Parsed, clean_header_value, decode_header_text, parse
-from listserv.notify import send_template
+from listserv.notify import send_template, send_text
 from listserv.policy import decide_post
 from listserv.queue import batch_size, queue_message
 
@@ -142,6 +144,9 @@ def process_message(db, site, message_id: int, now: datetime,
         recipient = classify(rcpt, domain, extensions.site_addresses)
         if recipient is None:
             log.warning("message %s: recipient %s is not ours; skipped", message_id, rcpt)
+            continue
+        if recipient.kind == "site" and recipient.slug in extensions.site and parsed is None:
+            _pass_unreadable(db, site, row, rcpt, problem, now)  # never dropped unseen
             continue
         if recipient.kind == "site" and recipient.slug in extensions.site:
             extensions.site[recipient.slug](db, site, row, parsed, now)
@@ -265,6 +270,31 @@ def _forward(db, site, row: dict, to: list[str] | tuple[str, ...], ref: str, now
         return
     sender = f"listserv-bounces@{site.settings.domain}"
     queue_message(db, f"{ref}:{row['id']}", row["raw"], list(to), sender, now)
+
+
+def _pass_unreadable(db, site, row: dict, rcpt: str, problem: str, now: datetime) -> None:
+    """A message to one of the site's own addresses that cannot be read safely
+    goes to the secretariat with the reason, the original attached untouched."""
+    settings = site.settings
+    if not settings.site.secretariat:
+        log.warning("message %s to %s cannot be read (%s) and is kept: nobody to tell "
+                    "(set [site] secretariat)", row["id"], rcpt, problem)
+        return
+    log.info("message %s to %s cannot be read (%s); passed to the secretariat",
+             row["id"], rcpt, problem)
+    original = Message()
+    original.set_payload(bytes(row["raw"]))
+    original["Content-Type"] = "application/octet-stream"
+    original["Content-Disposition"] = f'attachment; filename="message-{row["id"]}.eml"'
+    encode_base64(original)
+    text = (f"A message to {rcpt} could not be read safely, so it was not handled:\n\n"
+            f"  {problem}\n\nEnvelope sender: {row['mail_from'] or '(none)'}\n"
+            f"Received: {row['received_at']}\nStored as message {row['id']}.\n\n"
+            f"The original is attached as it arrived. If it is genuine, ask the sender "
+            f"to send it again from an ordinary mail program.\n")
+    for address in settings.site.secretariat:
+        send_text(db, site, to=address, subject=f"Unreadable message to {rcpt}", text=text,
+                  ref=f"unreadable:{row['id']}:{rcpt}", now=now, attachments=[original])
 
 
 def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:

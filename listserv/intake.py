@@ -22,6 +22,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from listserv.addresses import classify, normalise
+from listserv.lineends import normalise_line_ends
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,9 @@ FORUM_KINDS = ("post", "request", "join", "leave", "owner", "confirm", "bounces"
 def store_incoming(db, raw: bytes, mail_from: str, rcpt_tos: list[str], now: datetime) -> int:
     """Keep an accepted message; the pipeline picks it up by its status.
     (Plain SQL: sqlite-utils' `insert` reads the table's schema on every call,
-    a tenth of a millisecond or two that intake pays for every message.)"""
+    a tenth of a millisecond or two that intake pays for every message.)
+    Bare-LF line ends are made CRLF first (`lineends`), as Postfix does."""
+    raw = normalise_line_ends(bytes(raw))
     return db.execute(
         "INSERT INTO messages (received_at, mail_from, rcpt_tos, raw, size, status) "
         "VALUES (?, ?, ?, ?, ?, 'received')",
@@ -76,7 +79,17 @@ class Intake:
             return False, f"550 5.1.1 <{address}>: no forum '{recipient.slug}' here"
         return True, ""
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if not address.isascii() and not envelope.smtp_utf8:  # RFC 6531 3.5
+            return "553 5.6.7 Non-ASCII addresses need the SMTPUTF8 parameter " \
+                   "(MAIL FROM:<...> SMTPUTF8)"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, options):
+        if not address.isascii() and not envelope.smtp_utf8:
+            return "553 5.6.7 Non-ASCII addresses need the SMTPUTF8 parameter on MAIL FROM"
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients; send the rest in another message"
         try:

@@ -167,10 +167,11 @@ def _mail_options(client: aiosmtplib.SMTP, sender: str, recipients: list[str],
     options = []
     if not data.isascii() and client.supports_extension("8bitmime"):
         options.append("BODY=8BITMIME")
-    if not (sender.isascii() and all(r.isascii() for r in recipients)):
-        if not client.supports_extension("smtputf8"):
+    head = data[:data.find(b"\r\n\r\n")]
+    if not (sender.isascii() and all(r.isascii() for r in recipients) and head.isascii()):
+        if not client.supports_extension("smtputf8"):  # RFC 6531: no downgrade
             raise _NotUtf8("the destination does not accept internationalised "
-                           "(SMTPUTF8) addresses")
+                           "(SMTPUTF8) addresses or headers")
         options.append("SMTPUTF8")
     return options
 
