@@ -175,13 +175,13 @@ def process_message(db, site, message_id: int, now: datetime,
                      f"owner:{forum['slug']}", now, parsed)
         else:
             _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
-                                 extensions)
+                                 extensions, mail_from=row["mail_from"])
     db.execute("UPDATE messages SET status = 'done', error = ? WHERE id = ?",
                [problem, message_id])
 
 
 def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
-                         extensions: Extensions) -> None:
+                         extensions: Extensions, mail_from: str = "") -> None:
     from listserv import commands, subscriptions
     if recipient.kind == "confirm":
         for handler in (commands.handle_confirm, *extensions.confirm):
@@ -189,9 +189,15 @@ def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
                 return
         _reply_invalid_token(db, site, forum, parsed, message_id, now)
     elif recipient.kind == "leave" and recipient.detail:
+        envelope = normalise(mail_from or "")
         try:  # the per-member address from List-Unsubscribe: leave at once
-            subscriptions.leave_by_mail(db, site, forum, recipient.detail,
-                                        parsed.sender[1], now)
+            try:
+                subscriptions.leave_by_mail(db, site, forum, recipient.detail,
+                                            parsed.sender[1], now)
+            except ListservError:  # RCPT took it for the envelope sender (`tokened`)
+                if not envelope or envelope == parsed.sender[1]:
+                    raise
+                subscriptions.leave_by_mail(db, site, forum, recipient.detail, envelope, now)
         except ListservError as error:
             log.info("message %s: one-click leave refused: %s", message_id, error)
             _reply_invalid_token(db, site, forum, parsed, message_id, now, str(error))
@@ -240,10 +246,11 @@ def handle_post(db, site, forum: dict, row: dict, parsed: Parsed | None, problem
     elif decision.action == "refuse":
         db.execute("UPDATE posts SET status = 'refused', reason = ? WHERE id = ?",
                    [decision.reason, post_id])
-        send_template(db, site, "post-refused.txt", to=sender, language=forum["language"],
-                      ref=f"refused:{post_id}", now=now, forum=forum,
-                      in_reply_to=parsed.message_id, subject=clean_header_value(subject, 200),
-                      reason=decision.reason)
+        if parsed.answerable:  # never to list traffic, bulk or automatic mail
+            send_template(db, site, "post-refused.txt", to=sender, language=forum["language"],
+                          ref=f"refused:{post_id}", now=now, forum=forum,
+                          in_reply_to=parsed.message_id,
+                          subject=clean_header_value(subject, 200), reason=decision.reason)
         log.info("refused post %s on %s: %s", post_id, forum["slug"], decision.reason)
     else:
         db.execute("UPDATE posts SET status = 'ignored', reason = ? WHERE id = ?",

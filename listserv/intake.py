@@ -23,6 +23,7 @@ from aiosmtpd.smtp import SMTP
 
 from listserv.addresses import classify, normalise
 from listserv.lineends import normalise_line_ends
+from listserv.tokened import CHECKS
 
 log = logging.getLogger(__name__)
 
@@ -55,28 +56,35 @@ class Intake:
         self.domain = settings.domain
         self.max_recipients = settings.smtp.max_recipients
 
-    def forum_exists(self, slug: str) -> bool:
-        row = self.site.db.execute("SELECT 1 FROM forums WHERE slug = ?", [slug]).fetchone()
-        return row is not None
+    def forum_id(self, slug: str) -> int | None:
+        row = self.site.db.execute("SELECT id FROM forums WHERE slug = ?", [slug]).fetchone()
+        return row[0] if row is not None else None
 
-    def accepts(self, address: str) -> tuple[bool, str]:
-        """(True, '') for an address we take mail for, else (False, the reply)."""
+    def accepts(self, address: str, mail_from: str = "",
+                now: datetime | None = None) -> tuple[bool, str]:
+        """(True, '') for an address we take mail for, else (False, the reply).
+        An address with a code must carry one we can still act on (`tokened`)."""
         value = normalise(address)
+        shown = address if len(address) <= 100 else address[:100] + "..."
         if value.rpartition("@")[2] != self.domain:
-            return False, f"550 5.7.1 <{address}>: relaying denied; this server only " \
+            return False, f"550 5.7.1 <{shown}>: relaying denied; this server only " \
                           f"takes mail for {self.domain}"
         recipient = classify(value, self.domain, self.site_addresses)
         if recipient is None:
-            return False, f"550 5.1.1 <{address}>: no such forum or address here"
-        if recipient.kind == "site":
-            return True, ""
+            return False, f"550 5.1.1 <{shown}>: no such forum or address here"
+        forum_id = None
         if recipient.kind == "bounces" and recipient.slug == "listserv":
             return True, ""
-        if recipient.kind == "confirm" and not recipient.detail:
-            return False, f"550 5.1.1 <{address}>: a confirmation address needs its code " \
-                          f"(reply to the message you received)"
-        if not self.forum_exists(recipient.slug):
-            return False, f"550 5.1.1 <{address}>: no forum '{recipient.slug}' here"
+        if recipient.kind != "site":
+            forum_id = self.forum_id(recipient.slug)
+            if forum_id is None:
+                return False, f"550 5.1.1 <{shown}>: no forum '{recipient.slug[:64]}' here"
+        checker = CHECKS.get(recipient.kind)
+        if checker is not None:
+            reply = checker(self.site.db, self.site.secret, recipient, forum_id, mail_from,
+                            now or datetime.now(timezone.utc), address=shown)
+            if reply:
+                return False, reply
         return True, ""
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -93,7 +101,7 @@ class Intake:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients; send the rest in another message"
         try:
-            ok, reply = self.accepts(address)
+            ok, reply = self.accepts(address, envelope.mail_from or "")
         except Exception:
             log.exception("checking recipient %r failed", address)
             return "451 4.3.0 Cannot check this recipient now; please try again later"

@@ -118,8 +118,10 @@ class Parsed:
 
     @property
     def answerable(self) -> bool:
-        """May we send this sender an automatic reply (RFC 3834)?"""
-        return not (self.auto or self.bulk or self.bounce) and self.sender is not None
+        """May we send this sender an automatic reply (RFC 3834)? Never to a bounce
+        or null sender, an auto-reply, bulk mail, or list traffic (a List-Id)."""
+        return not (self.auto or self.bulk or self.bounce or self.list_ids) and \
+            self.sender is not None
 
     def raw_header(self, name: str) -> str | None:
         return raw_header(self.message, name)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from listserv import delivery
+from listserv import autoreplies, delivery
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
 from listserv.settings import parse_hostport
@@ -214,4 +214,5 @@ async def _housekeeping(site) -> None:
                    [(now - timedelta(days=7)).isoformat()])
         db.execute("DELETE FROM tokens WHERE expires_at < ?",
                    [(now - timedelta(days=30)).isoformat()])
+        autoreplies.prune(db, now)
     await site.write(prune, utcnow())

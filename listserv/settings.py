@@ -53,10 +53,13 @@ class SiteSection:
     node_id: str = ""
     timezone: str = "UTC"
     retry_handling: str = "1m"
+    max_replies_per_hour: int = 10
 
     def check(self, key: str) -> None:
         if key == "retry_handling" and parse_duration(self.retry_handling) < 1:
             raise ValueError("must be at least '1s'")
+        if key == "max_replies_per_hour" and self.max_replies_per_hour < 1:
+            raise ValueError("must be at least 1")
         if key == "domain" and not _DOMAIN.match(self.domain):
             raise ValueError(f"'{self.domain}' is not a mail domain, e.g. 'lists.example.org'")
         if key == "role" and self.role not in ("hub", "relay"):
