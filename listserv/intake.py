@@ -22,6 +22,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from listserv.addresses import classify, normalise
+from listserv.limits import Gate, limited
 from listserv.lineends import normalise_line_ends
 from listserv.tokened import CHECKS
 
@@ -139,10 +140,13 @@ async def start_intake(site, host: str, port: int, wake: Callable[[], None],
     settings = site.settings
     lmtp = settings.smtp.protocol == "lmtp"
     handler = Intake(site, wake=wake, lmtp=lmtp, site_addresses=site_addresses)
-    protocol = LMTP if lmtp else SMTP
+    protocol = limited(LMTP if lmtp else SMTP)
+    smtp = settings.smtp
+    gate = Gate(smtp.max_connections, smtp.max_per_ip)
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: protocol(handler, data_size_limit=settings.smtp.max_message_size,
-                         enable_SMTPUTF8=True, hostname=settings.domain,
-                         ident="listserv ESMTP", timeout=300),
+        lambda: protocol(handler, gate=gate, command_timeout=smtp.seconds("command_timeout"),
+                         transaction_timeout=smtp.seconds("transaction_timeout"),
+                         data_size_limit=smtp.max_message_size, enable_SMTPUTF8=True,
+                         hostname=settings.domain, ident="listserv ESMTP"),
         host, port)

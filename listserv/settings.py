@@ -93,16 +93,30 @@ class SmtpSection:
     protocol: str = "smtp"
     max_message_size: int = 10 * 1024 * 1024
     max_recipients: int = 100
+    max_connections: int = 300
+    max_per_ip: int = 20
+    command_timeout: str = "5m"
+    transaction_timeout: str = "30m"
 
     def check(self, key: str) -> None:
         if key == "listen":
             parse_hostport(self.listen)
+        if key in ("max_connections", "max_per_ip") and getattr(self, key) < 1:
+            raise ValueError("must be at least 1")
+        if key in ("command_timeout", "transaction_timeout") and \
+                parse_duration(getattr(self, key)) < 1:
+            raise ValueError("must be at least '1s'")
         if key == "protocol" and self.protocol not in ("smtp", "lmtp"):
             raise ValueError(f"'{self.protocol}' must be 'smtp' or 'lmtp'")
         if key == "max_message_size" and self.max_message_size < 1024:
             raise ValueError("must be at least 1024 (bytes)")
         if key == "max_recipients" and self.max_recipients < 1:
             raise ValueError("must be at least 1")
+
+
+    def seconds(self, key: str) -> int:
+        """command_timeout or transaction_timeout in seconds."""
+        return parse_duration(getattr(self, key))
 
 
 @dataclass(frozen=True)
