@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP
 from listserv.addresses import classify, normalise
 from listserv.limits import Gate, limited
 from listserv.lineends import normalise_line_ends
+from listserv.tls import IntakeTls, starttls_rules
 from listserv.tokened import CHECKS
 
 log = logging.getLogger(__name__)
@@ -135,18 +136,23 @@ class Intake:
 
 
 async def start_intake(site, host: str, port: int, wake: Callable[[], None],
-                       site_addresses: frozenset[str] = frozenset()) -> asyncio.AbstractServer:
-    """Listen for SMTP (or LMTP) on host:port; returns the asyncio server."""
+                       site_addresses: frozenset[str] = frozenset(),
+                       tls: IntakeTls | None = None) -> asyncio.AbstractServer:
+    """Listen for SMTP (or LMTP) on host:port; returns the asyncio server. Each
+    connection takes `tls`'s context as it is then (see `IntakeTls.reload`)."""
     settings = site.settings
     lmtp = settings.smtp.protocol == "lmtp"
     handler = Intake(site, wake=wake, lmtp=lmtp, site_addresses=site_addresses)
-    protocol = limited(LMTP if lmtp else SMTP)
+    protocol = limited(starttls_rules(LMTP if lmtp else SMTP))
     smtp = settings.smtp
+    tls = tls or IntakeTls(site)
     gate = Gate(smtp.max_connections, smtp.max_per_ip)
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: protocol(handler, gate=gate, command_timeout=smtp.seconds("command_timeout"),
                          transaction_timeout=smtp.seconds("transaction_timeout"),
                          data_size_limit=smtp.max_message_size, enable_SMTPUTF8=True,
-                         hostname=settings.domain, ident="listserv ESMTP"),
+                         hostname=settings.domain, ident="listserv ESMTP",
+                         tls_context=tls.context,
+                         require_starttls=smtp.require_tls and tls.context is not None),
         host, port)

@@ -6,7 +6,8 @@ approved posts, the delivery workers, the one-click web endpoint (when
 configured), and APScheduler for periodic work. Everything that must
 survive a crash is in SQLite before it is acted on, so on start it simply
 resumes: messages still 'received' are handled, deliveries left 'sending'
-are queued again. One serve per site (a lock file); SIGTERM or Ctrl-C stop
+are queued again. One serve per site (a lock file); SIGHUP re-reads the TLS
+certificate ([smtp] tls_cert) for new sessions; SIGTERM or Ctrl-C stop
 it cleanly, SIGKILL loses nothing accepted.
 """
 
@@ -25,6 +26,7 @@ from listserv import autoreplies, delivery
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
 from listserv.settings import parse_hostport
+from listserv.tls import IntakeTls
 from digests import wiring as digests_wiring
 from moderation import stage as moderation_stage
 from moderation.reminders import remind_due
@@ -148,7 +150,10 @@ async def serve(site, host: str, port: int) -> None:
 
     pipeline = Wakeable("pipeline", pipeline_step)
     await digests_wiring.start(site)  # checked templates in place before any mail is answered
-    server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
+    tls = IntakeTls(site)  # a certificate that does not load stops us here
+    server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses,
+                                tls)
+    loop.add_signal_handler(signal.SIGHUP, tls.reload)  # renewed certificates
     web = None
     if settings.web.url:
         from listserv.web import start_web

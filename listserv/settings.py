@@ -97,8 +97,15 @@ class SmtpSection:
     max_per_ip: int = 20
     command_timeout: str = "5m"
     transaction_timeout: str = "30m"
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
 
     def check(self, key: str) -> None:
+        if key == "tls_key" and self.tls_key and not self.tls_cert:
+            raise ValueError("needs [smtp] tls_cert, the certificate that goes with the key")
+        if key == "require_tls" and self.require_tls and not self.tls_cert:
+            raise ValueError("needs [smtp] tls_cert and tls_key: there is no TLS to require")
         if key == "listen":
             parse_hostport(self.listen)
         if key in ("max_connections", "max_per_ip") and getattr(self, key) < 1:
