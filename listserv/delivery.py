@@ -44,6 +44,7 @@ from listserv.bounces import verp_sender
 from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
                              queue_report, recover, release, settle_all)
 from listserv.handover import Local, Remote, Skipped
+from listserv.smarthost import secure_destinations
 from listserv.smtpout import MAILDIR, Unavailable, write_outbox
 from listserv.tokens import short_mac, sign_link
 
@@ -104,7 +105,8 @@ class Engine:
         self.policy = Policy(delivery.retry_seconds, delivery.give_up_seconds, self.router)
         smtp = own_process and self.router.destinations != {MAILDIR}
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
-                                                    delivery.timeout_seconds, self.concurrency)
+                                                    delivery.timeout_seconds, self.concurrency,
+                                                    secure_destinations(site))
         self.stopping = False
         self.claiming: asyncio.Task | None = None
         self.unsettled: list[Outcome] = []  # outcomes waiting for the next write

@@ -139,10 +139,28 @@ class DeliverySection:
     timeout: str = "60s"
     lowband_budget: int = 20000
     helo: str = ""
+    tls: str = "opportunistic"
+    verify: bool = True
+    ca_file: str = ""
+    user: str = ""
+    password_file: str = ""
 
     def check(self, key: str) -> None:
         if key == "smarthost" and self.smarthost:
             parse_hostport(self.smarthost)
+        if key == "tls" and self.tls not in ("opportunistic", "none", "starttls", "tls"):
+            raise ValueError(f"'{self.tls}' must be 'opportunistic', 'none', 'starttls' "
+                             f"(port 587) or 'tls' (port 465)")
+        if key == "user" and self.user and not self.password_file:
+            raise ValueError("needs [delivery] password_file, a file holding the password")
+        if key == "user" and self.user and self.tls not in ("starttls", "tls"):
+            raise ValueError("needs [delivery] tls = \"starttls\" or \"tls\": a password "
+                             "is never sent over a connection that may be in the clear")
+        if key == "password_file" and self.password_file and not self.user:
+            raise ValueError("needs [delivery] user, the name to log in with")
+        if key in ("tls", "user") and (self.tls != "opportunistic" or self.user) and \
+                not self.smarthost:
+            raise ValueError("applies to the smarthost: set [delivery] smarthost too")
         if key == "routes":
             for domain, target in self.routes.items():
                 if not (domain == "*" or _DOMAIN.match(domain.lstrip("."))):
