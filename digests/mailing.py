@@ -19,6 +19,7 @@ from email.header import Header
 from email.message import Message
 from email.utils import formataddr
 
+from listserv.delivery.autoreplies import may_reply
 from listserv.delivery.notify import site_context
 from listserv.delivery.queue import queue_message
 from listserv.mail.message import clean_header_value, compose
@@ -120,9 +121,14 @@ def send(db, site, *, to: list[str] | str, subject: str, text: str, ref: str, no
          sender: str, html: str | None = None, reply_to: str = "", in_reply_to: str = "",
          headers: dict[str, str] | None = None, attachments: list[Message] | None = None,
          auto: bool = True) -> str:
-    """Queue one message of ours to `to` under `ref`; returns its Message-ID."""
+    """Queue one message of ours to `to` under `ref`; returns its Message-ID
+    ('' when automatic mail to every recipient was over its hourly limit)."""
     settings = site.settings
     recipients = [to] if isinstance(to, str) else list(to)
+    if auto:  # automatic mail counts against [site] max_replies_per_hour
+        recipients = [r for r in recipients if may_reply(db, site, r, ref, now)]
+        if not recipients:
+            return ""
     extra = {"Auto-Submitted": "auto-replied" if in_reply_to else "auto-generated",
              "X-Auto-Response-Suppress": "All"} if auto else {}
     extra.update(headers or {})

@@ -8,7 +8,8 @@ survive a crash is in SQLite before it is acted on, so on start it simply
 resumes: messages still 'received' are handled, deliveries left 'sending'
 are queued again. One serve per site (a lock file); SIGTERM or Ctrl-C stop
 it cleanly, SIGKILL loses nothing accepted, SIGHUP re-reads the templates
-(and whatever listserv/service.py's RELOAD_HOOKS hold) without stopping.
+and the TLS certificate ([smtp] tls_cert, for new sessions), and whatever
+listserv/service.py's RELOAD_HOOKS hold, without stopping.
 Under systemd it reports READY/STOPPING on $NOTIFY_SOCKET (service.py).
 """
 
@@ -28,12 +29,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digests import wiring as digests_wiring
 from listserv import service
+from listserv.delivery import autoreplies
 from listserv.delivery import engine as delivery
 from listserv.delivery.giveup import tell_failures
 from listserv.delivery.outbox import prepare_outbox
 from listserv.errors import ListservError
 from listserv.intake.pipeline import Extensions, distribute_pending, process_received
 from listserv.intake.smtp import start_intake
+from listserv.intake.tls import IntakeTls
 from listserv.site.faults import OneLine, log_failure
 from listserv.site.retention import purge_old
 from listserv.site.settings import parse_hostport
@@ -177,7 +180,9 @@ async def serve(site, host: str, port: int) -> None:
 
     teller = Wakeable("failure notices", failures_step, idle=FAILURES_EVERY)
     await digests_wiring.start(site)  # checked templates in place before any mail is answered
-    server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses)
+    tls = IntakeTls(site)  # a certificate that does not load stops us here
+    server = await start_intake(site, host, port, pipeline.wake, extensions.site_addresses,
+                                tls)
     web = None
     if settings.web.url or settings.web.metrics:
         from listserv.web.listener import start_web
@@ -212,7 +217,8 @@ async def serve(site, host: str, port: int) -> None:
     for stage in (pipeline, moderator, distributor):
         stage.wake()
 
-    def on_sighup() -> None:  # templates, log file and RELOAD_HOOKS (TLS files) afresh
+    def on_sighup() -> None:  # renewed certificates, templates, log file, RELOAD_HOOKS
+        tls.reload()  # for new sessions; a file that fails to load keeps the old one
         task = asyncio.create_task(service.reload(
             site, lambda site: digests_wiring.check_templates(site, delivery_wake.set)))
         reloads.add(task)
@@ -257,7 +263,8 @@ async def _moderation_reminders(site, delivery_wake: asyncio.Event) -> None:
 
 
 async def _housekeeping(site) -> None:
-    """Drop what no one needs any more ([site] keep_sent, keep_raw; spent tokens),
+    """Drop what no one needs any more ([site] keep_sent, keep_raw; spent
+    tokens; the automatic-reply limit's old records),
     in bounded rounds so intake never waits long for the writer."""
     now, total = utcnow(), Counter()
     while True:
@@ -266,5 +273,6 @@ async def _housekeeping(site) -> None:
         if max(done.values()) < PURGE_ROUND:
             break
         await asyncio.sleep(0.05)
+    await site.write(autoreplies.prune, now)  # the reply limit's old records
     if any(total.values()):
         log.info("housekeeping: purged %s", ", ".join(f"{n} {k}" for k, n in total.items() if n))

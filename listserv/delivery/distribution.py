@@ -141,10 +141,19 @@ def _reencode_8bit_headers(message: Message) -> None:
             text = decode_header_text(value)
             if key.lower() in ADDRESS_HEADERS:
                 pairs = getaddresses([text])
-                message[key] = ", ".join(formataddr((name, addr), charset="utf-8")
-                                         for name, addr in pairs if addr)
+                message[key] = ", ".join(_mailbox(name, addr) for name, addr in pairs if addr)
             else:
                 message[key] = Header(text, "utf-8")
+
+
+def _mailbox(name: str, address: str) -> str:
+    """A mailbox for an address header: the name RFC 2047-encoded; an address
+    that is itself UTF-8 (RFC 6532) stays as it is, and the copy then goes out
+    with SMTPUTF8 (no encoding can carry it to a server without)."""
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    shown = formataddr((name, "x@x"), charset="utf-8").rpartition(" <")[0] if name else ""
+    return f"{shown} <{address}>" if shown else f"<{address}>"
 
 
 def _normalise_parts(message: Message, content: str) -> None:

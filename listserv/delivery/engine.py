@@ -55,6 +55,7 @@ from listserv.delivery.rows import (
     release,
     settle_all,
 )
+from listserv.delivery.smarthost import secure_destinations
 from listserv.delivery.smtpout import MAILDIR, Unavailable, write_outbox
 from listserv.mail.addresses import is_address
 from listserv.mail.tokens import short_mac, sign_link
@@ -123,7 +124,8 @@ class Engine:
         if MAILDIR in self.router.destinations:  # before the first copy, not by it
             make_outbox(site.outbox)
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
-                                                    delivery.timeout_seconds, self.concurrency)
+                                                    delivery.timeout_seconds, self.concurrency,
+                                                    secure_destinations(site))
         self.stopping = False
         self.claiming: asyncio.Task | None = None
         self.unrecorded = 0  # outcomes not yet committed (being written)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import os
 import pickle
@@ -57,6 +58,7 @@ import sys
 from collections import Counter, OrderedDict, deque
 from itertools import count
 
+from listserv.delivery.smarthost import Secure
 from listserv.delivery.smtpout import Handover, Pool, Unavailable
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,9 @@ class Local:
 
     ahead = 0  # the caller starts each transaction itself
 
-    def __init__(self, helo: str, timeout: float, concurrency: int):
-        self.pool = Pool(helo, timeout)
+    def __init__(self, helo: str, timeout: float, concurrency: int,
+                 secure: dict[str, Secure] | None = None):
+        self.pool = Pool(helo, timeout, secure)
 
     async def transact(self, destination: str, cap: int, sender: str, recipients: list[str],
                        body_id: int, prefix: bytes, raw: bytes) -> Handover:
@@ -109,8 +112,10 @@ class Remote:
 
     ahead = AHEAD
 
-    def __init__(self, helo: str, timeout: float, concurrency: int):
+    def __init__(self, helo: str, timeout: float, concurrency: int,
+                 secure: dict[str, Secure] | None = None):
         self.helo, self.timeout, self.concurrency = helo, timeout, concurrency
+        self.secure = secure or {}  # paths, never a password, go on the command line
         self.proc: subprocess.Popen | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader_task: asyncio.Task | None = None
@@ -125,7 +130,8 @@ class Remote:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "listserv.delivery.handover", str(theirs.fileno()),
-                 str(os.getpid()), self.helo, repr(self.timeout), str(self.concurrency)],
+                 str(os.getpid()), self.helo, repr(self.timeout), str(self.concurrency),
+                 json.dumps({d: v.as_dict() for d, v in self.secure.items()})],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         except OSError as error:
             ours.close()
@@ -230,9 +236,10 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-async def _child(fd: int, helo: str, timeout: float, concurrency: int) -> None:
+async def _child(fd: int, helo: str, timeout: float, concurrency: int,
+                 secure: dict[str, Secure] | None = None) -> None:
     reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
-    pool = Pool(helo, timeout)
+    pool = Pool(helo, timeout, secure)
     bodies: dict[int, bytes] = {}
     running: dict[int, asyncio.Task] = {}
     active: Counter = Counter()  # running transactions per destination
@@ -316,15 +323,16 @@ async def _child(fd: int, helo: str, timeout: float, concurrency: int) -> None:
 def main(argv: list[str]) -> None:
     fd, parent, helo = int(argv[0]), int(argv[1]), argv[2]
     timeout, concurrency = float(argv[3]), int(argv[4])
+    secure = {d: Secure(**v) for d, v in json.loads(argv[5]).items()} if len(argv) > 5 else {}
     _die_with_parent(parent)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the parent decides
         signal.signal(signum, signal.SIG_IGN)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_child(fd, helo, timeout, concurrency))
+        asyncio.run(_child(fd, helo, timeout, concurrency, secure))
     else:
-        uvloop.run(_child(fd, helo, timeout, concurrency))
+        uvloop.run(_child(fd, helo, timeout, concurrency, secure))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ recipient's language, composes it with safe headers (RFC 3834
 a ref that makes retrying the same send harmless (`send_text` does the same
 for a text that is already written). Site templates are read from their
 checked copies (`site.active_templates`). Writes through
-`queue.queue_message`; reads templates. Will not decide who may receive
+`queue.queue_message`; reads templates. Each message counts against its
+recipient's `[site] max_replies_per_hour` (`autoreplies`); over it, nothing
+is queued. Will not decide who may receive
 what: callers do.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from email.message import Message
 
+from listserv.delivery.autoreplies import may_reply
 from listserv.delivery.queue import queue_message
 from listserv.mail.message import compose
 from listserv.mail.templates import render_mail
@@ -64,6 +67,8 @@ def send_text(db, site, *, to: str, subject: str, text: str, ref: str, now: date
     to `to`, with the same headers as send_template; returns rows queued.
     `sender` replaces the From address (the forum's -request, else postmaster)."""
     settings = site.settings
+    if not may_reply(db, site, to, ref, now):
+        return 0
     body = text
     if forum is not None:
         addresses = forum_addresses(forum["slug"], settings.domain)

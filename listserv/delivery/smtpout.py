@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import mailbox
 import os
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiosmtplib
 from aiosmtplib import errors
+
+from listserv.delivery.smarthost import OPPORTUNISTIC, Secure, client_options
+from listserv.errors import ConfigError
 
 IDLE_SECONDS = 30.0  # a connection unused this long is closed, not reused
 MAILDIR = "maildir"  # the destination name of the outbox
@@ -48,24 +52,57 @@ def reply_text(code: int, message: str) -> str:
 class Pool:
     """Open SMTP connections per destination ("host:port"), reused while fresh."""
 
-    def __init__(self, helo: str, timeout: float):
+    def __init__(self, helo: str, timeout: float, secure: dict[str, Secure] | None = None):
         self.helo = helo
         self.timeout = timeout
+        self.secure = secure or {}  # TLS and AUTH per destination (`smarthost`)
         self._idle: dict[str, list[tuple[aiosmtplib.SMTP, float]]] = {}
 
     async def _connect(self, destination: str) -> aiosmtplib.SMTP:
         host, _, port = destination.rpartition(":")
+        secure = self.secure.get(destination, OPPORTUNISTIC)
+        try:
+            options = client_options(secure)
+        except ConfigError as error:  # the password file went away
+            raise Unavailable(f"cannot log in to {destination}: {error}") from None
         client = aiosmtplib.SMTP(hostname=host.strip("[]"), port=int(port),
-                                 local_hostname=self.helo, timeout=self.timeout,
-                                 start_tls=None, validate_certs=False)
+                                 local_hostname=self.helo, timeout=self.timeout, **options)
         try:
             await client.connect()
+        except errors.SMTPAuthenticationError as error:
+            client.close()
+            raise Unavailable(f"{destination} refused the login as {secure.user}: "
+                              f"{reply_text(error.code, error.message)}") from None
+        except (ssl.SSLError, ssl.CertificateError) as error:
+            client.close()
+            raise Unavailable(f"TLS with {destination} failed: {_describe(error)}") from None
+        except errors.SMTPConnectError as error:
+            client.close()
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, (ssl.SSLError, ssl.CertificateError)):
+                raise Unavailable(f"TLS with {destination} failed: {_describe(cause)}") \
+                    from None
+            raise Unavailable(f"cannot connect to {destination}: {_describe(error)}") \
+                from None
         except errors.SMTPResponseException as error:  # 421/554 greeting, EHLO refused
             client.close()
             raise Unavailable(f"{destination} refused the session: "
                               f"{reply_text(error.code, error.message)}") from None
+        except errors.SMTPNotSupported as error:  # no STARTTLS, or no AUTH offered
+            client.close()
+            what = f"TLS with {destination} failed" if "TLS" in str(error).upper() \
+                else f"cannot log in to {destination}"
+            raise Unavailable(f"{what}: {_describe(error)} ([delivery] tls = "
+                              f"\"{secure.tls}\")") from None
         except (errors.SMTPException, OSError, TimeoutError) as error:
             client.close()
+            text = str(error)
+            if "STARTTLS" in text or "TLS" in text.split():
+                raise Unavailable(f"TLS with {destination} failed: {_describe(error)} "
+                                  f"([delivery] tls = \"{secure.tls}\")") from None
+            if "AUTH" in text:
+                raise Unavailable(f"cannot log in to {destination} as {secure.user}: "
+                                  f"{_describe(error)}") from None
             raise Unavailable(f"cannot connect to {destination}: "
                               f"{_describe(error)}") from None
         return client
@@ -167,10 +204,11 @@ def _mail_options(client: aiosmtplib.SMTP, sender: str, recipients: list[str],
     options = []
     if not data.isascii() and client.supports_extension("8bitmime"):
         options.append("BODY=8BITMIME")
-    if not (sender.isascii() and all(r.isascii() for r in recipients)):
-        if not client.supports_extension("smtputf8"):
+    head = data[:data.find(b"\r\n\r\n")]
+    if not (sender.isascii() and all(r.isascii() for r in recipients) and head.isascii()):
+        if not client.supports_extension("smtputf8"):  # RFC 6531: no downgrade
             raise _NotUtf8("the destination does not accept internationalised "
-                           "(SMTPUTF8) addresses")
+                           "(SMTPUTF8) addresses or headers")
         options.append("SMTPUTF8")
     return options
 

@@ -24,13 +24,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.encoders import encode_base64
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from sqlite_utils.db import NotFoundError
 
 from listserv.delivery.distribution import distribute_post
-from listserv.delivery.notify import send_template
+from listserv.delivery.notify import send_template, send_text
 from listserv.delivery.queue import batch_size, queue_message
 from listserv.errors import ListservError, MessageError
 from listserv.intake.policy import decide_post
@@ -143,6 +145,9 @@ def process_message(db, site, message_id: int, now: datetime,
         if recipient is None:
             log.warning("message %s: recipient %s is not ours; skipped", message_id, rcpt)
             continue
+        if recipient.kind == "site" and recipient.slug in extensions.site and parsed is None:
+            _pass_unreadable(db, site, row, rcpt, problem, now)  # never dropped unseen
+            continue
         if recipient.kind == "site" and recipient.slug in extensions.site:
             extensions.site[recipient.slug](db, site, row, parsed, now)
             continue
@@ -170,13 +175,13 @@ def process_message(db, site, message_id: int, now: datetime,
                      f"owner:{forum['slug']}", now, parsed)
         else:
             _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
-                                 extensions)
+                                 extensions, mail_from=row["mail_from"])
     db.execute("UPDATE messages SET status = 'done', error = ? WHERE id = ?",
                [problem, message_id])
 
 
 def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
-                         extensions: Extensions) -> None:
+                         extensions: Extensions, mail_from: str = "") -> None:
     from listserv.intake import commands, subscriptions
     if recipient.kind == "confirm":
         for handler in (commands.handle_confirm, *extensions.confirm):
@@ -184,9 +189,15 @@ def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
                 return
         _reply_invalid_token(db, site, forum, parsed, message_id, now)
     elif recipient.kind == "leave" and recipient.detail:
+        envelope = normalise(mail_from or "")
         try:  # the per-member address from List-Unsubscribe: leave at once
-            subscriptions.leave_by_mail(db, site, forum, recipient.detail,
-                                        parsed.sender[1], now)
+            try:
+                subscriptions.leave_by_mail(db, site, forum, recipient.detail,
+                                            parsed.sender[1], now)
+            except ListservError:  # RCPT took it for the envelope sender (`tokened`)
+                if not envelope or envelope == parsed.sender[1]:
+                    raise
+                subscriptions.leave_by_mail(db, site, forum, recipient.detail, envelope, now)
         except ListservError as error:
             log.info("message %s: one-click leave refused: %s", message_id, error)
             _reply_invalid_token(db, site, forum, parsed, message_id, now, str(error))
@@ -235,10 +246,11 @@ def handle_post(db, site, forum: dict, row: dict, parsed: Parsed | None, problem
     elif decision.action == "refuse":
         db.execute("UPDATE posts SET status = 'refused', reason = ? WHERE id = ?",
                    [decision.reason, post_id])
-        send_template(db, site, "post-refused.txt", to=sender, language=forum["language"],
-                      ref=f"refused:{post_id}", now=now, forum=forum,
-                      in_reply_to=parsed.message_id, subject=clean_header_value(subject, 200),
-                      reason=decision.reason)
+        if parsed.answerable:  # never to list traffic, bulk or automatic mail
+            send_template(db, site, "post-refused.txt", to=sender, language=forum["language"],
+                          ref=f"refused:{post_id}", now=now, forum=forum,
+                          in_reply_to=parsed.message_id,
+                          subject=clean_header_value(subject, 200), reason=decision.reason)
         log.info("refused post %s on %s: %s", post_id, forum["slug"], decision.reason)
     else:
         db.execute("UPDATE posts SET status = 'ignored', reason = ? WHERE id = ?",
@@ -265,6 +277,31 @@ def _forward(db, site, row: dict, to: list[str] | tuple[str, ...], ref: str, now
         return
     sender = f"listserv-bounces@{site.settings.domain}"
     queue_message(db, f"{ref}:{row['id']}", row["raw"], list(to), sender, now)
+
+
+def _pass_unreadable(db, site, row: dict, rcpt: str, problem: str, now: datetime) -> None:
+    """A message to one of the site's own addresses that cannot be read safely
+    goes to the secretariat with the reason, the original attached untouched."""
+    settings = site.settings
+    if not settings.site.secretariat:
+        log.warning("message %s to %s cannot be read (%s) and is kept: nobody to tell "
+                    "(set [site] secretariat)", row["id"], rcpt, problem)
+        return
+    log.info("message %s to %s cannot be read (%s); passed to the secretariat",
+             row["id"], rcpt, problem)
+    original = Message()
+    original.set_payload(bytes(row["raw"]))
+    original["Content-Type"] = "application/octet-stream"
+    original["Content-Disposition"] = f'attachment; filename="message-{row["id"]}.eml"'
+    encode_base64(original)
+    text = (f"A message to {rcpt} could not be read safely, so it was not handled:\n\n"
+            f"  {problem}\n\nEnvelope sender: {row['mail_from'] or '(none)'}\n"
+            f"Received: {row['received_at']}\nStored as message {row['id']}.\n\n"
+            f"The original is attached as it arrived. If it is genuine, ask the sender "
+            f"to send it again from an ordinary mail program.\n")
+    for address in settings.site.secretariat:
+        send_text(db, site, to=address, subject=f"Unreadable message to {rcpt}", text=text,
+                  ref=f"unreadable:{row['id']}:{rcpt}", now=now, attachments=[original])
 
 
 def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:

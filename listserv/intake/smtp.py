@@ -21,7 +21,11 @@ from datetime import datetime, timezone
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
+from listserv.intake.limits import Gate, limited
+from listserv.intake.tls import IntakeTls, starttls_rules
+from listserv.intake.tokened import CHECKS
 from listserv.mail.addresses import classify, normalise
+from listserv.mail.lineends import normalise_line_ends
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,9 @@ FORUM_KINDS = ("post", "request", "join", "leave", "owner", "confirm", "bounces"
 def store_incoming(db, raw: bytes, mail_from: str, rcpt_tos: list[str], now: datetime) -> int:
     """Keep an accepted message; the pipeline picks it up by its status.
     (Plain SQL: sqlite-utils' `insert` reads the table's schema on every call,
-    a tenth of a millisecond or two that intake pays for every message.)"""
+    a tenth of a millisecond or two that intake pays for every message.)
+    Bare-LF line ends are made CRLF first (`lineends`), as Postfix does."""
+    raw = normalise_line_ends(bytes(raw))
     return db.execute(
         "INSERT INTO messages (received_at, mail_from, rcpt_tos, raw, size, status) "
         "VALUES (?, ?, ?, ?, ?, 'received')",
@@ -52,35 +58,52 @@ class Intake:
         self.domain = settings.domain
         self.max_recipients = settings.smtp.max_recipients
 
-    def forum_exists(self, slug: str) -> bool:
-        row = self.site.db.execute("SELECT 1 FROM forums WHERE slug = ?", [slug]).fetchone()
-        return row is not None
+    def forum_id(self, slug: str) -> int | None:
+        row = self.site.db.execute("SELECT id FROM forums WHERE slug = ?", [slug]).fetchone()
+        return row[0] if row is not None else None
 
-    def accepts(self, address: str) -> tuple[bool, str]:
-        """(True, '') for an address we take mail for, else (False, the reply)."""
+    def accepts(self, address: str, mail_from: str = "",
+                now: datetime | None = None) -> tuple[bool, str]:
+        """(True, '') for an address we take mail for, else (False, the reply).
+        An address with a code must carry one we can still act on (`tokened`)."""
         value = normalise(address)
+        shown = address if len(address) <= 100 else address[:100] + "..."
         if value.rpartition("@")[2] != self.domain:
-            return False, f"550 5.7.1 <{address}>: relaying denied; this server only " \
+            return False, f"550 5.7.1 <{shown}>: relaying denied; this server only " \
                           f"takes mail for {self.domain}"
         recipient = classify(value, self.domain, self.site_addresses)
         if recipient is None:
-            return False, f"550 5.1.1 <{address}>: no such forum or address here"
-        if recipient.kind == "site":
-            return True, ""
+            return False, f"550 5.1.1 <{shown}>: no such forum or address here"
+        forum_id = None
         if recipient.kind == "bounces" and recipient.slug == "listserv":
             return True, ""
-        if recipient.kind == "confirm" and not recipient.detail:
-            return False, f"550 5.1.1 <{address}>: a confirmation address needs its code " \
-                          f"(reply to the message you received)"
-        if not self.forum_exists(recipient.slug):
-            return False, f"550 5.1.1 <{address}>: no forum '{recipient.slug}' here"
+        if recipient.kind != "site":
+            forum_id = self.forum_id(recipient.slug)
+            if forum_id is None:
+                return False, f"550 5.1.1 <{shown}>: no forum '{recipient.slug[:64]}' here"
+        checker = CHECKS.get(recipient.kind)
+        if checker is not None:
+            reply = checker(self.site.db, self.site.secret, recipient, forum_id, mail_from,
+                            now or datetime.now(timezone.utc), address=shown)
+            if reply:
+                return False, reply
         return True, ""
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if not address.isascii() and not envelope.smtp_utf8:  # RFC 6531 3.5
+            return "553 5.6.7 Non-ASCII addresses need the SMTPUTF8 parameter " \
+                   "(MAIL FROM:<...> SMTPUTF8)"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, options):
+        if not address.isascii() and not envelope.smtp_utf8:
+            return "553 5.6.7 Non-ASCII addresses need the SMTPUTF8 parameter on MAIL FROM"
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients; send the rest in another message"
         try:
-            ok, reply = self.accepts(address)
+            ok, reply = self.accepts(address, envelope.mail_from or "")
         except Exception:
             log.exception("checking recipient %r failed", address)
             return "451 4.3.0 Cannot check this recipient now; please try again later"
@@ -113,15 +136,23 @@ class Intake:
 
 
 async def start_intake(site, host: str, port: int, wake: Callable[[], None],
-                       site_addresses: frozenset[str] = frozenset()) -> asyncio.AbstractServer:
-    """Listen for SMTP (or LMTP) on host:port; returns the asyncio server."""
+                       site_addresses: frozenset[str] = frozenset(),
+                       tls: IntakeTls | None = None) -> asyncio.AbstractServer:
+    """Listen for SMTP (or LMTP) on host:port; returns the asyncio server. Each
+    connection takes `tls`'s context as it is then (see `IntakeTls.reload`)."""
     settings = site.settings
     lmtp = settings.smtp.protocol == "lmtp"
     handler = Intake(site, wake=wake, lmtp=lmtp, site_addresses=site_addresses)
-    protocol = LMTP if lmtp else SMTP
+    protocol = limited(starttls_rules(LMTP if lmtp else SMTP))
+    smtp = settings.smtp
+    tls = tls or IntakeTls(site)
+    gate = Gate(smtp.max_connections, smtp.max_per_ip)
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: protocol(handler, data_size_limit=settings.smtp.max_message_size,
-                         enable_SMTPUTF8=True, hostname=settings.domain,
-                         ident="listserv ESMTP", timeout=300),
+        lambda: protocol(handler, gate=gate, command_timeout=smtp.seconds("command_timeout"),
+                         transaction_timeout=smtp.seconds("transaction_timeout"),
+                         data_size_limit=smtp.max_message_size, enable_SMTPUTF8=True,
+                         hostname=settings.domain, ident="listserv ESMTP",
+                         tls_context=tls.context,
+                         require_starttls=smtp.require_tls and tls.context is not None),
         host, port)

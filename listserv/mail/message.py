@@ -18,6 +18,7 @@ import html as html_module
 import logging
 import re
 from dataclasses import dataclass, field
+from email.errors import NonASCIILocalPartDefect
 from email.header import Header, decode_header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
@@ -27,6 +28,7 @@ import mailparser
 
 from listserv.errors import MessageError
 from listserv.mail.addresses import first_address, normalise
+from listserv.mail.lineends import line_end_problem, only_crlf
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,10 @@ class Parsed:
 
     @property
     def answerable(self) -> bool:
-        """May we send this sender an automatic reply (RFC 3834)?"""
-        return not (self.auto or self.bulk or self.bounce) and self.sender is not None
+        """May we send this sender an automatic reply (RFC 3834)? Never to a bounce
+        or null sender, an auto-reply, bulk mail, or list traffic (a List-Id)."""
+        return not (self.auto or self.bulk or self.bounce or self.list_ids) and \
+            self.sender is not None
 
     def raw_header(self, name: str) -> str | None:
         return raw_header(self.message, name)
@@ -143,11 +147,17 @@ def raw_header(message: Message, name: str) -> str | None:
 
 def parse(raw: bytes, mail_from: str = "") -> Parsed:
     """Read an incoming message; MessageError (the reason to hold) when unsafe."""
+    problem = line_end_problem(raw)
+    if problem:
+        raise MessageError(problem)
     head = _header_block(raw)
     _check_header_block(head)
-    if _BARE_LINE_END.search(raw):
+    if not only_crlf(raw):  # intake normalises line ends; this came some other way
         raise MessageError("bare CR or LF line ends in the message (RFC 5321 2.3.8 allows "
                            "only CRLF): a broken client or an SMTP smuggling attempt")
+    if b"\x00" in raw:
+        raise MessageError("a NUL byte in the message body (RFC 5322 forbids it; many "
+                           "mail programs cut the text there)")
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception as error:  # RecursionError on absurd nesting, among others
@@ -210,20 +220,20 @@ def sender_of(raw_from: str | None) -> tuple[str, str] | None:
 def _parses_cleanly(value: str) -> bool:
     """A second opinion from the `email` package's strict header parser: any
     defect it sees in From (an unbalanced bracket, stray text) is ambiguity,
-    and so is group syntax, even a group of one ("Team: ana@example.org;")."""
+    and so is group syntax, even a group of one ("Team: ana@example.org;").
+    A UTF-8 local part (`José <josé@exemple.fr>`) is RFC 6532 mail, not a defect."""
     try:
         header = email.policy.default.header_factory("From", value)
     except Exception:
         return False
-    return not header.defects and len(header.addresses) == 1 and \
+    defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    return not defects and len(header.addresses) == 1 and \
         all(group.display_name is None for group in header.groups)
 
 
 _ENCODED_WORD = re.compile(r"=\?[^?\s]{1,40}\?[bBqQ]\?[^?\s]*\?=")
 
 
-# A CR not followed by LF, or an LF not preceded by CR.
-_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 HEADER_FIELD_LIMIT = 64 * 1024
 HEADER_COUNT_LIMIT = 1000
 KNOWN_ENCODINGS = ("7bit", "8bit", "binary", "quoted-printable", "base64")
@@ -296,6 +306,12 @@ def _check_structure(message: Message) -> None:
                 bad = [type(d).__name__ for d in part.defects if "Base64" in type(d).__name__]
                 if bad:
                     raise MessageError(f"a base64 part that does not decode ({bad[0]})")
+            if encoding in ("base64", "quoted-printable") and \
+                    part.get_content_maintype() == "text" and \
+                    b"\x00" in (part.get_payload(decode=True) or b""):
+                raise MessageError(f"a NUL byte in a {encoding} {part.get_content_type()} "
+                                   f"part once decoded (text never holds one; many mail "
+                                   f"programs cut the text there)")
         except MessageError:
             raise
         except Exception as error:

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from listserv.errors import AlreadyExists, ListservError, NotFound
 from listserv.mail.addresses import AddressError, check, check_slug
+from listserv.mail.values import one_line
 
 PATHS = ("thematic", "socioprofessional", "geocultural")
 POLICIES = ("open", "members", "moderated", "announce")
@@ -28,8 +29,8 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 
 def _check_fields(fields: dict, languages: tuple[str, ...]) -> dict:
     if "title" in fields:
-        title = " ".join(str(fields["title"]).split())
-        if not title or len(title) > 200:
+        title = one_line(fields["title"], "a forum title", 200)
+        if not title:
             raise ListservError("a forum title must be 1 to 200 characters on one line")
         fields["title"] = title
     if "path" in fields:
@@ -47,9 +48,10 @@ def _check_fields(fields: dict, languages: tuple[str, ...]) -> dict:
                             f"({', '.join(languages)}); add it to [site] languages first")
     if "charter" in fields:
         fields["charter"] = int(bool(fields["charter"]))
-    for key in ("description", "archive_url"):
+    for key, what in (("description", "a forum description"),
+                      ("archive_url", "an archive address")):
         if key in fields:
-            fields[key] = " ".join(str(fields[key]).split())[:1000]
+            fields[key] = one_line(fields[key], what, 1000)
     return fields
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from listserv.errors import AlreadyExists, ListservError, NotFound
 from listserv.mail.addresses import AddressError, check, domain_of
+from listserv.mail.values import one_line
 from listserv.site.forums import get as get_forum
 
 MODES = ("each", "digest", "nomail")
@@ -21,8 +22,8 @@ PROFILES = ("email", "lowband")
 FIELDS = ("address", "name", "language", "mode", "profile", "region")
 
 
-def _clean_name(name: str) -> str:
-    return " ".join(str(name or "").split())[:120]
+def _clean_name(name: str, what: str = "a member's name") -> str:
+    return one_line(name, what, 120)
 
 
 def check_options(*, language: str | None, mode: str | None, profile: str | None,
@@ -52,7 +53,7 @@ def add(db, slug: str, address: str, *, now: datetime, languages: tuple[str, ...
             raise AlreadyExists(f"{address} is already a member of '{slug}'")
         row = {"forum_id": forum["id"], "address": address, "domain": domain_of(address),
                "name": _clean_name(name), "language": language or forum["language"],
-               "region": _clean_name(region), "mode": mode, "profile": profile,
+               "region": _clean_name(region, "a region"), "mode": mode, "profile": profile,
                "joined_at": now.isoformat(),
                "charter_accepted_at": now.isoformat() if charter_accepted else None}
         member_id = db["members"].insert(row).last_pk
@@ -136,6 +137,8 @@ def import_rows(db, slug: str, rows: Iterable[tuple[int, dict]], *, now: datetim
             language = row.get("language") or forum["language"]
             mode, profile = row.get("mode") or "each", row.get("profile") or "email"
             check_options(language=language, mode=mode, profile=profile, languages=languages)
+            name = _clean_name(row.get("name", ""))
+            region = _clean_name(row.get("region", ""), "a region")
         except (AddressError, ListservError) as error:
             result["problems"].append(f"line {line}: {error}")
             continue
@@ -143,8 +146,7 @@ def import_rows(db, slug: str, rows: Iterable[tuple[int, dict]], *, now: datetim
             result["existing"] += 1
             continue
         fresh[address] = (forum["id"], address, domain_of(address),
-                          _clean_name(row.get("name", "")), language,
-                          _clean_name(row.get("region", "")), mode, profile, stamp)
+                          name, language, region, mode, profile, stamp)
     with db.atomic():
         known = {r[0] for r in db.execute(
             "SELECT address FROM members WHERE forum_id = ? AND address IN "

@@ -56,12 +56,15 @@ class SiteSection:
     retry_handling: str = "1m"
     keep_sent: str = "7d"
     keep_raw: str = "90d"
+    max_replies_per_hour: int = 10
 
     def check(self, key: str) -> None:
         if key == "retry_handling" and parse_duration(self.retry_handling) < 1:
             raise ValueError("must be at least '1s'")
         if key in ("keep_sent", "keep_raw") and parse_duration(getattr(self, key)) < 3600:
             raise ValueError("must be at least '1h'")
+        if key == "max_replies_per_hour" and self.max_replies_per_hour < 1:
+            raise ValueError("must be at least 1")
         if key == "domain" and not _DOMAIN.match(self.domain):
             raise ValueError(f"'{self.domain}' is not a mail domain, e.g. 'lists.example.org'")
         if key == "role" and self.role not in ("hub", "relay"):
@@ -103,16 +106,37 @@ class SmtpSection:
     protocol: str = "smtp"
     max_message_size: int = 10 * 1024 * 1024
     max_recipients: int = 100
+    max_connections: int = 300
+    max_per_ip: int = 20
+    command_timeout: str = "5m"
+    transaction_timeout: str = "30m"
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
 
     def check(self, key: str) -> None:
+        if key == "tls_key" and self.tls_key and not self.tls_cert:
+            raise ValueError("needs [smtp] tls_cert, the certificate that goes with the key")
+        if key == "require_tls" and self.require_tls and not self.tls_cert:
+            raise ValueError("needs [smtp] tls_cert and tls_key: there is no TLS to require")
         if key == "listen":
             parse_hostport(self.listen)
+        if key in ("max_connections", "max_per_ip") and getattr(self, key) < 1:
+            raise ValueError("must be at least 1")
+        if key in ("command_timeout", "transaction_timeout") and \
+                parse_duration(getattr(self, key)) < 1:
+            raise ValueError("must be at least '1s'")
         if key == "protocol" and self.protocol not in ("smtp", "lmtp"):
             raise ValueError(f"'{self.protocol}' must be 'smtp' or 'lmtp'")
         if key == "max_message_size" and self.max_message_size < 1024:
             raise ValueError("must be at least 1024 (bytes)")
         if key == "max_recipients" and self.max_recipients < 1:
             raise ValueError("must be at least 1")
+
+
+    def seconds(self, key: str) -> int:
+        """command_timeout or transaction_timeout in seconds."""
+        return parse_duration(getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -129,10 +153,28 @@ class DeliverySection:
     timeout: str = "60s"
     lowband_budget: int = 20000
     helo: str = ""
+    tls: str = "opportunistic"
+    verify: bool = True
+    ca_file: str = ""
+    user: str = ""
+    password_file: str = ""
 
     def check(self, key: str) -> None:
         if key == "smarthost" and self.smarthost:
             parse_hostport(self.smarthost)
+        if key == "tls" and self.tls not in ("opportunistic", "none", "starttls", "tls"):
+            raise ValueError(f"'{self.tls}' must be 'opportunistic', 'none', 'starttls' "
+                             f"(port 587) or 'tls' (port 465)")
+        if key == "user" and self.user and not self.password_file:
+            raise ValueError("needs [delivery] password_file, a file holding the password")
+        if key == "user" and self.user and self.tls not in ("starttls", "tls"):
+            raise ValueError("needs [delivery] tls = \"starttls\" or \"tls\": a password "
+                             "is never sent over a connection that may be in the clear")
+        if key == "password_file" and self.password_file and not self.user:
+            raise ValueError("needs [delivery] user, the name to log in with")
+        if key in ("tls", "user") and (self.tls != "opportunistic" or self.user) and \
+                not self.smarthost:
+            raise ValueError("applies to the smarthost: set [delivery] smarthost too")
         if key == "routes":
             for domain, target in self.routes.items():
                 if not (domain == "*" or _DOMAIN.match(domain.lstrip("."))):

@@ -264,13 +264,41 @@ def header_nul():
                lines("A NUL hides in the subject."))
 
 
-@sample("body-nul.eml", "distribute",
-        "a NUL byte in a text body: harmless to us; the copy must not carry a raw NUL "
-        "(removed, or the part re-encoded)",
-        subject="Numbers", in_body=["before the NUL"])
+@sample("body-nul.eml", "hold",
+        "a NUL byte in a text body: forbidden by RFC 5322, and many mail programs cut "
+        "the text there, so members would not all read the same post; held with the "
+        "reason")
 def body_nul():
     return eml(head("body-nul", "Numbers", cte="8bit"),
                lines(b"Text before the NUL \x00 and after it.", "Last line."))
+
+
+@sample("body-nul-base64.eml", "hold",
+        "a base64 text part that decodes to text with a NUL in it: the same as a raw "
+        "NUL once decoded; held with the reason")
+def body_nul_base64():
+    text = base64.encodebytes(b"Before the NUL \x00 after it.\r\n").decode().strip()
+    return eml(head("body-nul-base64", "Encoded numbers", cte="base64"), lines(text))
+
+
+# -- 3b. line ends as ordinary tools write them -----------------------------------------------
+@sample("lf-only-post.eml", "distribute",
+        "every line ends in a bare LF, as sendmail-style tools and smtplib.sendmail(..., "
+        "msg.as_bytes()) send it: normalised to CRLF like Postfix does, and distributed",
+        subject="Water for the valley", in_body=["well near the school", ".dot line"])
+def lf_only_post():
+    return eml(head("lf-only-post", "Water for the valley"),
+               lines("Dear all,", "", "The well near the school is working again.",
+                     ".dot lines survive dot-stuffing", "Ana")).replace(CRLF, b"\n")
+
+
+@sample("lf-only-bare-cr-in-header.eml", "hold",
+        "LF-only mail with a lone CR inside the Subject, followed by 'Bcc: victim': the "
+        "header block cannot be read one way only; held, never copied",
+        never_to=["victim@example.net"])
+def lf_only_bare_cr_in_header():
+    return eml(head("lf-only-bare-cr-in-header", b"Hello\rBcc: victim@example.net"),
+               lines("Hello.")).replace(CRLF, b"\n")
 
 
 # -- 4. huge headers -----------------------------------------------------------------------
@@ -770,7 +798,8 @@ SMUGGLING_EXPECT = {
     "senders": [ANA],
     "why": "exactly one message, from ana@example.org, whose data contains bare CR or LF "
            "next to a dot; the embedded MAIL FROM from mallory is body text, never a "
-           "second message; held (bare CR/LF in the data) and never re-sent as is",
+           "second message; held (a dot line next to a bare line end) and never re-sent "
+           "as is",
 }
 
 
