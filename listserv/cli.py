@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from listserv.archive.cli import archive
 from listserv.cli_common import Cli, pass_site, say, utcnow
 from listserv.cli_forums import forum, member
 from listserv.cli_held import held
@@ -44,6 +45,7 @@ def cli(ctx: click.Context, site: Path, traceback: bool) -> None:
 cli.add_command(forum)
 cli.add_command(member)
 cli.add_command(held)
+cli.add_command(archive)
 cli.add_command(request_group)
 cli.add_command(sender_group)
 cli.add_command(queue_command)

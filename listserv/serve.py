@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from listserv import delivery
+from listserv.archive.stage import ArchiveStage
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
 from listserv.settings import parse_hostport
@@ -125,9 +126,11 @@ async def serve(site, host: str, port: int) -> None:
         taken = await site.write(distribute_pending, site, utcnow(), 5)
         if taken:
             delivery_wake.set()
+            archiver.wake()
         return bool(taken)
 
     distributor = Wakeable("distribution", distribute_step)
+    archiver = Wakeable("archive", ArchiveStage(site).step, idle=5.0)  # after distribution
 
     async def moderation_step() -> bool:
         taken = await site.write(moderation_stage.moderate, site, utcnow(), 50)
@@ -173,10 +176,11 @@ async def serve(site, host: str, port: int) -> None:
     tasks = [asyncio.create_task(pipeline.run(stop), name="pipeline"),
              asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
+             asyncio.create_task(archiver.run(stop), name="archive"),
              asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake),
                                  name="delivery"),
              start_relays(site, scheduler, stop, delivery_wake)]
-    for stage in (pipeline, moderator, distributor):
+    for stage in (pipeline, moderator, distributor, archiver):
         stage.wake()
     await stop.wait()
     log.info("stopping")

@@ -1,4 +1,4 @@
-"""RFC 8058 one-click unsubscribe over HTTP, the only web page we serve.
+"""RFC 8058 one-click unsubscribe over HTTP, and the archive's pages.
 
 `POST /unsubscribe/TOKEN` with `List-Unsubscribe=One-Click` removes the
 member named by the signed token at once (mail providers send it when a
@@ -7,6 +7,8 @@ link scanners fetch every URL in a message and must not unsubscribe anyone.
 Runs on a thread of its own (the standard library's HTTP server), started by
 `serve` when `[web] url` is set; writes through the store's writer. Put an
 HTTPS reverse proxy in front of it: RFC 8058 requires an HTTPS address.
+`GET /archive/...` serves the static archive folder and its search form
+(see listserv/archive/serving.py).
 """
 
 from __future__ import annotations
@@ -47,7 +49,26 @@ def make_handler(site):
             self.end_headers()
             self.wfile.write(body)
 
+        def _archive(self, path: str, query: str) -> None:
+            from listserv.archive.serving import respond
+
+            try:
+                answer = respond(site, path, query)
+            except Exception:
+                log.exception("archive page %s failed", path[:200])
+                return self._page(503, "Please try again", "The page could not be read now.")
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", str(len(answer.body)))
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(answer.body)
+
         def do_GET(self):
+            path, _, query = self.path.partition("?")
+            if path == "/archive" or path.startswith("/archive/"):
+                return self._archive(path[len("/archive/"):], query)
             token = self._token()
             if token is None:
                 return self._page(404, "Not found", "There is nothing here.")
