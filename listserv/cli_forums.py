@@ -180,9 +180,13 @@ def forum_edit(site: Site, slug: str, title, forum_path, language, policy, diges
         raise click.UsageError("nothing to change: give at least one option "
                                "(see 'listserv forum edit --help')")
     with site.db.atomic():
-        forums.edit(site.db, slug, changes, languages=site.settings.site.languages,
-                    add_facilitators=added, remove_facilitators=removed)
+        edited = forums.edit(site.db, slug, changes, languages=site.settings.site.languages,
+                             add_facilitators=added, remove_facilitators=removed)
         edit_rules(site.db, slug, rules)
+        if changes:  # its archive pages and the directory show what changed
+            from listserv.archive.keep import mark
+            mark(site.db, edited["id"], "forum")
+            mark(site.db, 0, "directory")
     what = list(changes) + (["facilitators"] if added or removed else []) + list(rules)
     say(f"Changed forum '{slug}': {', '.join(what)}")
 

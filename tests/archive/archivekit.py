@@ -47,7 +47,11 @@ def archived(folder: Path, count: int, timeout: float = 30) -> None:
         kept = query(folder, "SELECT count(*) FROM posts WHERE archive_status IS NOT NULL")
         left = query(folder, "SELECT count(*) FROM archive_dirty")
         return kept[0][0] >= count and left[0][0] == 0
-    wait_until(done, timeout, f"{count} posts archived and their pages written")
+    try:
+        wait_until(done, timeout, f"{count} posts archived and their pages written")
+    except AssertionError as error:
+        posts = query(folder, "SELECT id, status, reason, archive_status FROM posts")
+        raise AssertionError(f"{error}; posts: {posts}") from None
 
 
 def post_ids(folder: Path, slug: str = "peace") -> list[int]:
@@ -59,12 +63,12 @@ def post_ids(folder: Path, slug: str = "peace") -> list[int]:
 def mail(subject: str, body: str, *, sender: str = "Ana <ana@example.org>",
          message_id: str = "<m1@example.org>", headers: str = "",
          to: str = "peace@lists.example.org") -> str:
-    """A plain post as Thunderbird writes it."""
+    """A plain post as Thunderbird writes it (CRLF line ends)."""
     return (f"From: {sender}\nTo: {to}\nSubject: {subject}\nMessage-ID: {message_id}\n"
             f"Date: Wed, 02 Dec 2026 09:00:00 +0000\nMIME-Version: 1.0\n"
             f"Content-Type: text/plain; charset=UTF-8; format=flowed\n"
             f"Content-Transfer-Encoding: 8bit\nUser-Agent: Mozilla Thunderbird\n{headers}\n"
-            f"{body}\n")
+            f"{body}\n").replace("\n", "\r\n")
 
 
 def json_of(result) -> list | dict:

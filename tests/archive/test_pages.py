@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from archivekit import WEB, archived, forum, get, mail, post_ids, web_site
+from archivekit import WEB, archived, forum, get, json_of, mail, post_ids, web_site
 from helpers import listserv, query, running_server, send_mail
 
 
@@ -73,3 +73,40 @@ def test_rebuild_writes_the_same_bytes_and_remove_takes_a_post_out_everywhere(tm
     missing = listserv("archive", "remove", "peace-999999", site=folder, check=False)
     assert missing.returncode == 1 and "no archived post" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_each_archive_policy_keeps_what_it_says_and_x_no_archive_keeps_a_post_out(tmp_path,
+                                                                                   sink):
+    folder, web = web_site(tmp_path, sink)
+    forum(folder, "peace")
+    forum(folder, "farmers", "--archive", "members")
+    forum(folder, "quiet", "--archive", "none")
+    shown = {row["slug"]: row["archive"] for row in
+             json_of(listserv("forum", "list", "--json", site=folder))}
+    assert shown == {"peace": "public", "farmers": "members", "quiet": "none"}
+    with running_server(folder) as server:
+        for slug in ("peace", "farmers", "quiet"):
+            send_mail(server.port, "ana@example.org", [f"{slug}@lists.example.org"],
+                      mail(f"News of {slug}", "Hello.", message_id=f"<{slug}@example.org>",
+                           to=f"{slug}@lists.example.org"))
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"],
+                  mail("Private", "Do not keep this.", message_id="<private@example.org>",
+                       headers="X-No-Archive: yes\n"))
+        archived(folder, 4)
+        sink.wait_for(lambda s: len(s.messages_to("ben@example.net")) == 4)
+        copies = {c["Subject"]: c for c in sink.messages_to("ben@example.net")}
+        assert get(web, "/archive/farmers/index.html")[0] == 404
+        assert get(web, "/archive/quiet/index.html")[0] == 404
+        kept = dict(query(folder, "SELECT header_id, archive_status FROM posts"))
+        assert kept == {"peace@example.org": "kept", "farmers@example.org": "kept",
+                        "quiet@example.org": "skipped", "private@example.org": "skipped"}
+        listserv("forum", "edit", "peace", "--archive", "members", site=folder)
+        archived(folder, 4)
+        gone = get(web, "/archive/peace/index.html")[0]
+    assert gone == 404
+    assert copies["[peace] Private"]["Archived-At"] is None
+    assert copies["[peace] News of peace"]["Archived-At"].startswith(f"<{WEB}/archive/peace/")
+    assert copies["[farmers] News of farmers"]["Archived-At"] is None
+    assert copies["[farmers] News of farmers"]["List-Archive"] == \
+        "<mailto:farmers-request@lists.example.org?subject=index>"
+    assert copies["[quiet] News of quiet"]["List-Archive"] is None
