@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from datetime import datetime, timedelta
 from email.utils import format_datetime, formataddr
 
@@ -194,15 +195,41 @@ class _Reply:
                                                                      "whatsnew-request"),
              reply_to=reply_to, in_reply_to=self.in_reply_to)
 
+    def search(self, command: Command) -> dict:
+        """`search WORDS`: the public archives and the initiatives (listserv/archive/)."""
+        from listserv.archive.retrieval import SearchError, is_lowband, search_document
+        from listserv.archive.retrieval import send_document
+        words = " ".join(command.args)[:2000]
+        try:
+            found = search_document(self.db, self.site, None, words, self.address,
+                                    self.language)
+        except SearchError:
+            return {"line": command.line, "code": "search-usage", "value": ""}
+        value = " ".join(words.split())[:60]
+        if found is None:
+            return {"line": command.line, "code": "search-none", "value": value}
+        send_document(self.db, self.site, to=self.address, found=found, now=self.now,
+                      ref=f"reply:{self.row_id}:search:{zlib.crc32(words.encode()):08x}",
+                      forum=None, in_reply_to=self.in_reply_to,
+                      lowband=is_lowband(self.db, self.address),
+                      budget=self.site.settings.delivery.lowband_budget,
+                      sender=site_address(self.site, "whatsnew-request"))
+        return {"line": command.line, "code": "search-sent", "value": value}
+
     def run(self, command: Command) -> dict:
         line = command.line
         if command.name in ("subscribe", "unsubscribe"):
             return self.ask(command)
+        if command.name == "search":
+            return self.search(command)
         if command.name in ("get", "index"):
             from digests.fetch import fetch
+            from listserv.archive.retrieval import document
             ref = "index" if command.name == "index" else \
                 (command.args[0].strip(".,;:()<>\"'")[:40] if command.args else "")
             found = fetch(self.db, self.site, ref, self.language) if ref else None
+            if found is None and command.name == "get" and ref:  # a forum's post or thread
+                found = document(self.db, self.site, None, ref, self.address, self.language)
             if found is None:
                 return {"line": line, "code": "get-none" if ref else "get-usage", "value": ref}
             subject, text = found
