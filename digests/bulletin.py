@@ -197,9 +197,9 @@ class _Reply:
 
     def search(self, command: Command) -> dict:
         """`search WORDS`: the public archives and the initiatives (listserv/archive/)."""
-        from listserv.archive.retrieval import SearchError, is_lowband, search_document
+        from listserv.archive.retrieval import SearchError, clip, is_lowband, search_document
         from listserv.archive.retrieval import send_document
-        words = " ".join(command.args)[:2000]
+        words = clip(" ".join(command.args))
         try:
             found = search_document(self.db, self.site, None, words, self.address,
                                     self.language)

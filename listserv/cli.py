@@ -82,7 +82,8 @@ def init(site: Site, folder: Path | None, domain: str | None, role: str | None,
     say(f"  charter/       the charter text per language ({charters})")
     say("  data/          database and outbox (git-ignored)")
     if created.forums:
-        say(f"Demo forums: {', '.join(created.forums)} (see 'listserv forum list')")
+        say(f"Demo forums: {', '.join(created.forums)} (see 'listserv forum list'); their "
+            f"archives, the directory and the initiatives bank: {settings.web.url}/archive/")
     site_arg = "" if target == Path("site") else f" --site {target}"
     say(f"Next: listserv{site_arg} serve")
 

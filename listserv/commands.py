@@ -279,6 +279,8 @@ class Request:
         if found is not None:
             self.send_found(found, ":index")
             return result_row(command.line, "index-sent")
+        if self.send_document("index", ":index"):  # nothing here to read: What's New's
+            return result_row(command.line, "index-sent")
         return result_row(command.line, "index-empty")
 
     def do_get(self, command: Command) -> dict:
@@ -295,7 +297,7 @@ class Request:
         return result_row(command.line, "get-none", ref or command.args[0][:40])
 
     def do_search(self, command: Command) -> dict:
-        words = " ".join(command.args)[:2000]
+        words = retrieval.clip(" ".join(command.args))
         try:
             found = retrieval.search_document(self.db, self.site, self.forum, words,
                                               self.address, self.language())

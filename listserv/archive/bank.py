@@ -71,7 +71,7 @@ def _groups(rows: list[dict], key) -> list[dict]:
     found: dict[str, list[dict]] = {}
     for row in rows:
         found.setdefault(key(row) or "", []).append(row)
-    return [{"name": name, "items": items}
+    return [{"name": name, "entries": items}
             for name, items in sorted(found.items(), key=lambda kv: (kv[0] == "", kv[0]))]
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from listserv import members
 from listserv.archive.keep import parse_ref
 from listserv.archive.pages import tree_order
-from listserv.archive.search import SearchError, search
+from listserv.archive.search import SearchError, clip, search
 from listserv.notify import send_text
 from listserv.templates import render_mail
 
@@ -120,7 +120,7 @@ def search_document(db, site, here: dict | None, words: str, address: str,
         scope = [slug for (slug,) in db.execute(
             "SELECT slug FROM forums WHERE archive = 'public' ORDER BY slug")]
         initiatives = True
-    results = search(db, words[:2000], forums=scope, initiatives=initiatives)
+    results = search(db, clip(words), forums=scope, initiatives=initiatives)
     if not results:
         return None
     return _render(site, "archive-search.txt", language, results=results,
@@ -172,5 +172,5 @@ def send_document(db, site, *, to: str, found: tuple[str, str], ref: str, now: d
     return len(parts)
 
 
-__all__ = ["SearchError", "document", "forum_index", "is_lowband", "readable",
+__all__ = ["SearchError", "clip", "document", "forum_index", "is_lowband", "readable",
            "search_document", "send_document", "split_parts"]

@@ -25,8 +25,16 @@ class SearchError(ListservError):
     """The words cannot be searched (none given); str() says what to write."""
 
 
+def clip(words: str, limit: int = 2000) -> str:
+    """At most `limit` characters of `words`, never cutting a word in two."""
+    if len(words) <= limit:
+        return words
+    cut = words[:limit + 1]
+    return cut.rsplit(None, 1)[0] if cut[-1:].strip() and " " in cut else words[:limit]
+
+
 def query_words(words: str) -> list[str]:
-    found = [w[:MAX_WORD] for w in _WORD.findall(words[:4000]) if w.strip("_")]
+    found = [w[:MAX_WORD] for w in _WORD.findall(clip(words, 4000)) if w.strip("_")]
     return list(dict.fromkeys(found))[:MAX_WORDS]
 
 
