@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import format_datetime, formataddr
@@ -26,6 +27,7 @@ from email.utils import format_datetime, formataddr
 from digests import publications
 from digests.mailing import bulk_message, narrow, render_for, send, site_address, split_text
 from digests.slots import iso
+from listserv.archive.retrieval import document
 from listserv.delivery.distribution import list_headers
 from listserv.delivery.queue import batch_size, enqueue_select, queue_message, store_body
 from listserv.errors import TokenError
@@ -200,15 +202,45 @@ class _Reply:
                                                                      "whatsnew-request"),
              reply_to=reply_to, in_reply_to=self.in_reply_to)
 
+    def search(self, command: Command) -> dict:
+        """`search WORDS`: the public archives and the initiatives (listserv/archive/)."""
+        from listserv.archive.retrieval import (
+            SearchError,
+            clip,
+            is_lowband,
+            search_document,
+            send_document,
+        )
+        words = clip(" ".join(command.args))
+        try:
+            found = search_document(self.db, self.site, None, words, self.address,
+                                    self.language)
+        except SearchError:
+            return {"line": command.line, "code": "search-usage", "value": ""}
+        value = " ".join(words.split())[:60]
+        if found is None:
+            return {"line": command.line, "code": "search-none", "value": value}
+        send_document(self.db, self.site, to=self.address, found=found, now=self.now,
+                      ref=f"reply:{self.row_id}:search:{zlib.crc32(words.encode()):08x}",
+                      forum=None, in_reply_to=self.in_reply_to,
+                      lowband=is_lowband(self.db, self.address),
+                      budget=self.site.settings.delivery.lowband_budget,
+                      sender=site_address(self.site, "whatsnew-request"))
+        return {"line": command.line, "code": "search-sent", "value": value}
+
     def run(self, command: Command) -> dict:
         line = command.line
         if command.name in ("subscribe", "unsubscribe"):
             return self.ask(command)
+        if command.name == "search":
+            return self.search(command)
         if command.name in ("get", "index"):
             ref = "index" if command.name == "index" else \
                 (command.args[0].strip(".,;:()<>\"'")[:40] if command.args else "")
             found = self.fetch(self.db, self.site, ref, self.language) \
                 if ref and self.fetch else None
+            if found is None and command.name == "get" and ref:  # a forum's post or thread
+                found = document(self.db, self.site, None, ref, self.address, self.language)
             if found is None:
                 return {"line": line, "code": "get-none" if ref else "get-usage", "value": ref}
             subject, text = found

@@ -141,7 +141,8 @@ def variants(site, name: str) -> list[dict]:
     elif name == "whatsnew-results.txt":
         codes = ("confirm-sent", "subscribed", "unsubscribed", "get-sent", "index-sent",
                  "get-none", "get-usage", "help-sent", "not-here", "bad-value", "throttled",
-                 "token-unknown", "token-used", "token-expired", "token-address")
+                 "token-unknown", "token-used", "token-expired", "token-address",
+                 "search-sent", "search-none", "search-usage")
         more = [{**first, "results": [{"line": f"line {c}", "code": c, "value": "x"}
                                       for c in codes]}]
     elif name == "whatsnew-index.txt":

@@ -25,6 +25,7 @@ from datetime import datetime
 from digests import bulletin, publications
 from digests.mailing import render_for, render_text, wrap
 from digests.slots import iso, last_slot, next_slot
+from listserv.archive.links import base as archive_base
 from listserv.delivery.distribution import sanitise_html
 from listserv.errors import ListservError
 
@@ -139,6 +140,11 @@ def build(db, site, rows: list[dict], number: int, start: str | None, end: str) 
                "sections": assemble(rows, settings.whatsnew.item_length, titles,
                                     headings[language]),
                "text": "", "html": "", "headings": headings}
+    if settings.web.url:  # each item's page in the initiatives bank (listserv/archive/bank.py)
+        for section in payload["sections"]:
+            for item in section["items"]:
+                item["page"] = f"{archive_base(settings.web.url)}/initiatives/" \
+                               f"{item['ref'].split('-')[1]}.html"
     subject, text, html = render_issue(site, payload, language)
     payload.update(title=subject, text=text, html=html)
     return payload

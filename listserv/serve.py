@@ -29,6 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digests import wiring as digests_wiring
 from listserv import service
+from listserv.archive.stage import ArchiveStage
 from listserv.delivery import autoreplies
 from listserv.delivery import engine as delivery
 from listserv.delivery.giveup import tell_failures
@@ -150,9 +151,11 @@ async def serve(site, host: str, port: int) -> None:
         taken = await site.write(distribute_pending, site, utcnow(), 5)
         if taken:
             delivery_wake.set()
+            archiver.wake()
         return bool(taken)
 
     distributor = Wakeable("distribution", distribute_step)
+    archiver = Wakeable("archive", ArchiveStage(site).step, idle=5.0)  # after distribution
 
     async def moderation_step() -> bool:
         taken = await site.write(moderation_stage.moderate, site, utcnow(), 50)
@@ -210,11 +213,12 @@ async def serve(site, host: str, port: int) -> None:
              asyncio.create_task(moderator.run(stop), name="moderation"),
              asyncio.create_task(distributor.run(stop), name="distribution"),
              asyncio.create_task(teller.run(stop), name="failure notices"),
+             asyncio.create_task(archiver.run(stop), name="archive"),
              asyncio.create_task(delivery.run_delivery(site, stop, delivery_wake,
                                                        on_step=partial(_shift_jobs, scheduler)),
                                  name="delivery"),
              start_relays(site, scheduler, stop, delivery_wake)]
-    for stage in (pipeline, moderator, distributor):
+    for stage in (pipeline, moderator, distributor, archiver):
         stage.wake()
 
     def on_sighup() -> None:  # renewed certificates, templates, log file, RELOAD_HOOKS

@@ -68,17 +68,20 @@ def forum() -> None:
 @click.option("--digest", type=click.Choice(forums.DIGESTS), default="weekly",
               show_default=True, help="How often digest members get a digest.")
 @click.option("--description", default="", help="A few words on what the forum is for.")
+@click.option("--archive", type=click.Choice(forums.ARCHIVES),
+              help="public: on the web and by email to anyone; members: by email to members "
+                   "only; none: not kept (default: public when subscription is open).")
 @pass_site
 def forum_create(site: Site, slug: str, title: str, forum_path: str, language: str | None,
                  policy: str, facilitators: tuple[str, ...], no_charter: bool, digest: str,
-                 description: str) -> None:
+                 description: str, archive: str | None) -> None:
     """Create the forum SLUG (its address is SLUG@domain)."""
     settings = site.settings
     created = forums.create(site.db, slug, title=title, path=forum_path, now=utcnow(),
                             languages=settings.site.languages,
                             language=language or settings.site.default_language,
                             policy=policy, facilitators=facilitators, charter=not no_charter,
-                            digest=digest, description=description)
+                            digest=digest, description=description, archive=archive)
     say(f"Created forum '{slug}': post to {slug}@{settings.domain}, "
         f"subscribe at {slug}-join@{settings.domain}")
     if not created["facilitators"]:
@@ -121,7 +124,8 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
                   ("Charter", "required" if found["charter"] else "not required"),
                   ("Subscription", found["subscription"]), ("Content", found["content"]),
                   ("Digest", found["digest"]), ("Description", found["description"]),
-                  ("Archive", found["archive_url"] or "-"),
+                  ("Archive", found["archive"] + (f" ({found['archive_url']})"
+                                                  if found["archive_url"] else "")),
                   ("Facilitators", found["facilitators"] or "none"),
                   ("Hold rules", describe_rules(found)),
                   ("Members", found["members"]), ("Held posts", found["held"]),
@@ -142,7 +146,11 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
 @click.option("--content", type=click.Choice(forums.CONTENT),
               help="html: keep sanitised HTML; text: send plain text only.")
 @click.option("--description", help="A new description.")
-@click.option("--archive-url", help="Where the forum's archive can be read.")
+@click.option("--archive-url", help="Where the forum's archive can be read, when it is "
+              "not this site's own web archive.")
+@click.option("--archive", type=click.Choice(forums.ARCHIVES),
+              help="public: on the web and by email to anyone; members: by email to members "
+                   "only; none: not kept.")
 @click.option("--add-facilitator", "added", multiple=True, metavar="ADDR",
               help="Add a facilitator; repeat for several.")
 @click.option("--remove-facilitator", "removed", multiple=True, metavar="ADDR",
@@ -166,7 +174,7 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
               help="Hold every post to the forum until switched off again.")
 @pass_site
 def forum_edit(site: Site, slug: str, title, forum_path, language, policy, digest, charter,
-               subscription, content, description, archive_url, added, removed,
+               subscription, content, description, archive_url, archive, added, removed,
                **hold_rules) -> None:
     """Change a forum's settings, facilitators or hold rules; only the options given change."""
     from moderation.rules import edit_rules
@@ -175,15 +183,20 @@ def forum_edit(site: Site, slug: str, title, forum_path, language, policy, diges
         ("title", title), ("path", forum_path), ("language", language), ("policy", policy),
         ("digest", digest), ("charter", charter), ("subscription", subscription),
         ("content", content), ("description", description), ("archive_url", archive_url),
+        ("archive", archive),
     ) if value is not None}
     rules = {key: value for key, value in hold_rules.items() if value is not None}
     if not changes and not added and not removed and not rules:
         raise click.UsageError("nothing to change: give at least one option "
                                "(see 'listserv forum edit --help')")
     with site.db.atomic():
-        forums.edit(site.db, slug, changes, languages=site.settings.site.languages,
-                    add_facilitators=added, remove_facilitators=removed)
+        edited = forums.edit(site.db, slug, changes, languages=site.settings.site.languages,
+                             add_facilitators=added, remove_facilitators=removed)
         edit_rules(site.db, slug, rules)
+        if changes:  # its archive pages and the directory show what changed
+            from listserv.archive.keep import mark
+            mark(site.db, edited["id"], "forum")
+            mark(site.db, 0, "directory")
     what = list(changes) + (["facilitators"] if added or removed else []) + list(rules)
     say(f"Changed forum '{slug}': {', '.join(what)}")
 

@@ -17,6 +17,7 @@ import click
 
 from digests.cli import COMMANDS as DIGEST_COMMANDS
 from digests.wiring import STATUS as DIGEST_STATUS
+from listserv.archive.cli import archive
 from listserv.cli.common import Cli, pass_site, say, utcnow
 from listserv.cli.forums import forum, member
 from listserv.cli.held import held
@@ -47,6 +48,7 @@ def cli(ctx: click.Context, site: Path, traceback: bool) -> None:
 cli.add_command(forum)
 cli.add_command(member)
 cli.add_command(held)
+cli.add_command(archive)
 cli.add_command(request_group)
 cli.add_command(sender_group)
 cli.add_command(queue_command)
@@ -88,7 +90,8 @@ def init(site: Site, folder: Path | None, domain: str | None, role: str | None,
     say(f"  charter/       the charter text per language ({charters})")
     say("  data/          database and outbox (git-ignored)")
     if created.forums:
-        say(f"Demo forums: {', '.join(created.forums)} (see 'listserv forum list')")
+        say(f"Demo forums: {', '.join(created.forums)} (see 'listserv forum list'); their "
+            f"archives, the directory and the initiatives bank: {settings.web.url}/archive/")
     site_arg = "" if target == Path("site") else f" --site {target}"
     say(f"Next: listserv{site_arg} serve")
 

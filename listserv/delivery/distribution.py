@@ -26,6 +26,8 @@ from email.utils import formataddr, getaddresses
 
 import bleach
 
+from listserv.archive.keep import wants_no_archive
+from listserv.archive.links import archived_at, list_archive
 from listserv.delivery import queue
 from listserv.delivery.notify import forum_addresses
 from listserv.errors import MessageError
@@ -77,7 +79,8 @@ def prefixed_subject(subject: str, slug: str) -> str:
     return f"{tag} {rest}".strip() if rest else tag
 
 
-def list_headers(forum: dict, domain: str, personal: bool) -> list[tuple[str, str]]:
+def list_headers(forum: dict, domain: str, personal: bool,
+                 web_url: str = "") -> list[tuple[str, str]]:
     """The RFC 2369/2919 headers for a forum (List-Unsubscribe only when not
     personal: personal copies get theirs per recipient at sending time)."""
     addresses = forum_addresses(forum["slug"], domain)
@@ -93,15 +96,17 @@ def list_headers(forum: dict, domain: str, personal: bool) -> list[tuple[str, st
         headers.append(("List-Post", f"<mailto:{addresses['post']}>"))
     if not personal:
         headers.append(("List-Unsubscribe", f"<mailto:{addresses['leave']}>"))
-    if forum.get("archive_url"):
-        headers.append(("List-Archive", f"<{clean_header_value(forum['archive_url'])}>"))
+    archive = list_archive(forum, web_url, domain)
+    if archive:
+        headers.append(("List-Archive", clean_header_value(archive)))
     headers += [("Precedence", "list"), (LOOP_HEADER, addresses["post"])]
     return headers
 
 
 def render_post(raw: bytes, forum: dict, domain: str, personal: bool = False,
-                message_id: str = "") -> bytes:
-    """The copy for `email` members; MessageError when it cannot be made safely."""
+                message_id: str = "", web_url: str = "", post_id: int = 0) -> bytes:
+    """The copy for `email` members; MessageError when it cannot be made safely.
+    With `post_id` it carries the Archived-At of the post's archive page."""
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
         for name in STRIPPED_HEADERS:
@@ -115,8 +120,11 @@ def render_post(raw: bytes, forum: dict, domain: str, personal: bool = False,
         del message["Subject"]
         message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")
         _reencode_8bit_headers(message)
-        for name, value in list_headers(forum, domain, personal):
+        for name, value in list_headers(forum, domain, personal, web_url):
             message[name] = value
+        at = archived_at(forum, web_url, post_id) if post_id else ""
+        if at and not wants_no_archive(message):
+            message["Archived-At"] = at
         _normalise_parts(message, forum.get("content", "html"))
     except MessageError:
         raise
@@ -231,7 +239,7 @@ def _describe(part: Message) -> str:
 
 
 def lowband_message(text: str, forum: dict, domain: str, message_id: str, part: int,
-                    parts: int) -> bytes:
+                    parts: int, web_url: str = "") -> bytes:
     """A lowband part as a small plain-text message with the list headers."""
     head, _, body = text.partition("\n\n")
     fields = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
@@ -243,21 +251,21 @@ def lowband_message(text: str, forum: dict, domain: str, message_id: str, part: 
         else email.utils.make_msgid(domain=domain)
     if message_id:
         message["In-Reply-To" if part > 1 else "References"] = f"<{message_id}>"
-    for name, value in list_headers(forum, domain, personal=False):
+    for name, value in list_headers(forum, domain, personal=False, web_url=web_url):
         message[name] = value
     message.set_content(body, charset="utf-8", cte="quoted-printable")
     return to_bytes(message)
 
 
 def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, budget: int,
-                    personal: bool, now: datetime, batch: int = 1) -> int:
+                    personal: bool, now: datetime, batch: int = 1, web_url: str = "") -> int:
     """Store the copies and queue them to every `each` member, in rows of up to
     `batch` members of one domain (1 for personal copies); returns the
     recipients queued."""
     batch = 1 if personal else batch
     sender = forum_addresses(forum["slug"], domain)["bounces"]
     ref = f"post:{post['id']}"
-    copy = render_post(raw, forum, domain, personal, post["header_id"])
+    copy = render_post(raw, forum, domain, personal, post["header_id"], web_url, post["id"])
     body_id = queue.store_body(db, ref, copy, now, forum["id"], personal)
     queued = queue.enqueue_members(db, ref, body_id, sender, now, forum_id=forum["id"],
                                    mode="each", profile="email", batch=batch)
@@ -267,7 +275,8 @@ def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, bud
         parts = render_lowband(raw, forum, domain, budget)
         for number, text in enumerate(parts, 1):
             part_ref = f"{ref}:lowband:{number}"
-            data = lowband_message(text, forum, domain, post["header_id"], number, len(parts))
+            data = lowband_message(text, forum, domain, post["header_id"], number, len(parts),
+                                   web_url)
             part_id = queue.store_body(db, part_ref, data, now, forum["id"])
             queued += queue.enqueue_members(db, part_ref, part_id, sender, now,
                                             forum_id=forum["id"], mode="each",

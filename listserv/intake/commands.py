@@ -7,8 +7,9 @@ read), carries them
 out, and answers once, in the member's language, with each command and its
 result. Command words are English, with the natural French, Spanish and
 Portuguese ones accepted too (`aide`, `ayuda`, `ajuda`, `abonner`...).
-`get REF` and `index` send, as a message of its own, what the `fetch` hook
-(Extensions.fetch) returns. Writes members and tokens through `members.py`
+`index`, `get REF` and `search WORDS` send, as a message of its own, what
+the forum's archive has (listserv/archive/retrieval.py), else for `get` what
+the `fetch` hook (Extensions.fetch) returns. Writes members and tokens through `members.py`
 and `subscriptions.py`, and replies through `notify.send_template`. Will not answer automatic mail, nor
 anyone but one plain mailbox.
 """
@@ -16,10 +17,14 @@ anyone but one plain mailbox.
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from listserv.archive import retrieval
 from listserv.delivery.notify import send_template, send_text
 from listserv.errors import ListservError
 from listserv.intake import subscriptions
@@ -50,6 +55,8 @@ for _command, _words in {
     "index": {None: "index indice", "fr": "sommaire"},
     "get": {None: "get", "fr": "obtenir recevoir", "es": "obtener recibir",
             "pt": "obter receber"},
+    "search": {None: "search find", "fr": "chercher rechercher", "es": "buscar",
+               "pt": "procurar pesquisar"},
     "end": {None: "end fin stop quit exit", "pt": "fim"},
 }.items():
     for _lang, _list in _words.items():
@@ -247,7 +254,12 @@ class Request:
         return result_row(command.line, "set-done", table[value], setting)
 
     def do_index(self, command: Command) -> dict:
-        if self.send_document("index", ":index"):
+        found = retrieval.forum_index(self.db, self.site, self.forum, self.address,
+                                      self.language())
+        if found is not None:
+            self.send_found(found, ":index")
+            return result_row(command.line, "index-sent")
+        if self.send_document("index", ":index"):  # nothing here to read: What's New's
             return result_row(command.line, "index-sent")
         return result_row(command.line, "index-empty")
 
@@ -255,9 +267,35 @@ class Request:
         if not command.args:
             return result_row(command.line, "get-usage")
         ref = clean_header_value(command.args[0], 40).strip(".,;:()<>\"'")
+        found = retrieval.document(self.db, self.site, self.forum, ref, self.address,
+                                   self.language()) if ref else None
+        if found is not None:
+            self.send_found(found, f":get:{ref.lower()}")
+            return result_row(command.line, "get-sent", ref)
         if ref and self.send_document(ref, f":get:{ref.lower()}"):
             return result_row(command.line, "get-sent", ref)
         return result_row(command.line, "get-none", ref or command.args[0][:40])
+
+    def do_search(self, command: Command) -> dict:
+        words = retrieval.clip(" ".join(command.args))
+        try:
+            found = retrieval.search_document(self.db, self.site, self.forum, words,
+                                              self.address, self.language())
+        except retrieval.SearchError:
+            return result_row(command.line, "search-usage")
+        if found is None:
+            return result_row(command.line, "search-none", clean_header_value(words, 60))
+        self.send_found(found, f":search:{zlib.crc32(words.encode()):08x}")
+        return result_row(command.line, "search-sent", clean_header_value(words, 60))
+
+    def send_found(self, found: tuple[str, str], ref_suffix: str) -> None:
+        """Send a document of the archive: whole, or in parts for a lowband member."""
+        member = self.member()
+        retrieval.send_document(
+            self.db, self.site, to=self.address, found=found,
+            ref=f"reply:{self.message_row_id}{ref_suffix}", now=self.now, forum=self.forum,
+            in_reply_to=self.in_reply_to, lowband=bool(member and member["profile"] == "lowband"),
+            budget=self.site.settings.delivery.lowband_budget)
 
     def send_document(self, ref: str, ref_suffix: str) -> bool:
         """Send what `fetch` returns for `ref` as its own message; False if nothing."""

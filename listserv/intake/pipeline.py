@@ -321,7 +321,7 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
                 distribute_post(db, post, forum, raw, domain=settings.domain,
                                 budget=settings.delivery.lowband_budget,
                                 personal=bool(settings.web.url), now=now,
-                                batch=batch_size(site))
+                                batch=batch_size(site), web_url=settings.web.url)
         except MessageError as error:
             _set_aside_unrenderable(db, post, error, now)
         except Exception as error:  # not foreseen: retry a few times, then set aside

@@ -17,8 +17,9 @@ POLICIES = ("open", "members", "moderated", "announce")
 DIGESTS = ("daily", "weekly", "never")
 SUBSCRIPTIONS = ("open", "approve")
 CONTENT = ("html", "text")
+ARCHIVES = ("public", "members", "none")  # who may read what was said: see listserv/archive/
 EDITABLE = ("title", "path", "language", "policy", "charter", "digest", "subscription",
-            "content", "description", "archive_url")
+            "content", "description", "archive_url", "archive")
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -43,6 +44,8 @@ def _check_fields(fields: dict, languages: tuple[str, ...]) -> dict:
         _choice(fields["subscription"], SUBSCRIPTIONS, "subscription policy")
     if "content" in fields:
         _choice(fields["content"], CONTENT, "content policy")
+    if "archive" in fields:
+        _choice(fields["archive"], ARCHIVES, "archive policy")
     if "language" in fields and fields["language"] not in languages:
         raise ListservError(f"'{fields['language']}' is not one of the site's languages "
                             f"({', '.join(languages)}); add it to [site] languages first")
@@ -59,8 +62,9 @@ def create(db, slug: str, *, title: str, path: str, now: datetime,
            languages: tuple[str, ...] = ("en", "fr", "es", "pt"), language: str = "en",
            policy: str = "members", facilitators: tuple[str, ...] = (), charter: bool = True,
            digest: str = "weekly", subscription: str = "open", content: str = "html",
-           description: str = "") -> dict:
-    """Create a forum; AlreadyExists when the slug is taken."""
+           description: str = "", archive: str | None = None) -> dict:
+    """Create a forum; AlreadyExists when the slug is taken. Its archive is
+    `public` when anyone may subscribe, else `members`, unless `archive` says."""
     try:
         check_slug(slug)
         addresses = [check(a) for a in facilitators]
@@ -69,7 +73,9 @@ def create(db, slug: str, *, title: str, path: str, now: datetime,
     fields = _check_fields({"title": title, "path": path, "language": language,
                             "policy": policy, "charter": charter, "digest": digest,
                             "subscription": subscription, "content": content,
-                            "description": description}, languages)
+                            "description": description,
+                            "archive": archive or ("public" if subscription == "open"
+                                                   else "members")}, languages)
     with db.atomic():
         if db.execute("SELECT 1 FROM forums WHERE slug = ?", [slug]).fetchone():
             raise AlreadyExists(f"forum '{slug}' already exists (see 'listserv forum show {slug}')")

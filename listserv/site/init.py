@@ -129,6 +129,9 @@ def _check_options(domain: str | None, role: str | None) -> None:
             raise ListservError(f"--domain {error}") from None
 
 
+DEMO_WEB = "http://127.0.0.1:8080"
+
+
 def init_site(folder: Path, *, now: datetime, domain: str | None = None,
               role: str | None = None, demo: bool = False) -> Created:
     """Create a site in `folder` (made if missing); refuse an existing site."""
@@ -141,6 +144,8 @@ def init_site(folder: Path, *, now: datetime, domain: str | None = None,
     if folder.exists() and not folder.is_dir():
         raise ListservError(f"{folder} exists and is not a folder")
     text = render_config(domain, role)
+    if demo:  # the demo's archives, directory and initiatives bank, served by `serve`
+        text = text.replace('\nurl = ""\n', f'\nurl = "{DEMO_WEB}"\n', 1)
     try:
         settings = Settings.from_toml(tomllib.loads(text), source=str(config))
     except tomllib.TOMLDecodeError as error:  # a damaged installation

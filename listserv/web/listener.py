@@ -1,4 +1,4 @@
-"""RFC 8058 one-click unsubscribe over HTTP, and `/metrics` for Prometheus.
+"""RFC 8058 one-click unsubscribe over HTTP, the archive's pages, and `/metrics`.
 
 `POST /unsubscribe/TOKEN` with `List-Unsubscribe=One-Click` removes the
 member named by the signed token at once (mail providers send it when a
@@ -7,8 +7,10 @@ link scanners fetch every URL in a message and must not unsubscribe anyone.
 Runs on a thread of its own (the standard library's HTTP server), started by
 `serve` when `[web] url` is set or `[web] metrics` is true; writes through
 the store's writer. Put an HTTPS reverse proxy in front of it: RFC 8058
-requires an HTTPS address. With `[web] metrics`, `GET /metrics` answers the
-site's figures (listserv/web/metrics.py); keep it off the public proxy.
+requires an HTTPS address. `GET /archive/...` serves the static archive
+folder and its search form (see listserv/archive/serving.py). With `[web]
+metrics`, `GET /metrics` answers the site's figures (listserv/web/metrics.py);
+keep it off the public proxy.
 """
 
 from __future__ import annotations
@@ -66,9 +68,28 @@ def make_handler(site):
             self.end_headers()
             self.wfile.write(body)
 
+        def _archive(self, path: str, query: str) -> None:
+            from listserv.archive.serving import respond
+
+            try:
+                answer = respond(site, path, query)
+            except Exception:
+                log.exception("archive page %s failed", path[:200])
+                return self._page(503, "Please try again", "The page could not be read now.")
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", str(len(answer.body)))
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(answer.body)
+
         def do_GET(self):
-            if metrics is not None and self.path.split("?")[0] == "/metrics":
+            path, _, query = self.path.partition("?")
+            if metrics is not None and path == "/metrics":
                 return self._metrics()
+            if path == "/archive" or path.startswith("/archive/"):
+                return self._archive(path[len("/archive/"):], query)
             token = self._token()
             if token is None:
                 return self._page(404, "Not found", "There is nothing here.")

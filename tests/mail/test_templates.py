@@ -17,7 +17,8 @@ CORE = ("help.txt", "command-results.txt", "confirm-subscribe.txt", "confirm-uns
         "notice-rejected.txt", "post-refused.txt", "charter.txt")
 CODES = ("help-sent", "confirm-sent", "already-member", "pending", "throttled",
          "leave-confirm-sent", "not-member", "set-done", "bad-value", "set-usage",
-         "index-empty", "get-usage", "get-none", "index-sent", "get-sent")
+         "index-empty", "get-usage", "get-none", "index-sent", "get-sent", "search-sent",
+         "search-none", "search-usage")
 
 
 def names(language: str) -> set[str]:
