@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 
 from listserv.archive import bank, pages
 from listserv.archive.keep import archive_pending, mark
@@ -61,9 +61,7 @@ class ArchiveStage:
         self.bank = None  # bank.bank_signature when the bank was last marked
 
     async def step(self) -> bool:
-        from listserv.serve import utcnow  # the one clock of the server
-
-        kept = await self.site.write(archive_pending, utcnow(), KEEP_BATCH)
+        kept = await self.site.write(archive_pending, datetime.now(timezone.utc), KEEP_BATCH)
         signature = await self.site.write(bank.bank_signature)
         if signature != self.bank:  # initiatives or issues changed (or we just started)
             await self.site.write(_bank_changed)
