@@ -4,7 +4,7 @@ Commands are thin: parse, call one core function, print. Data goes to
 stdout (`--json` for JSON), messages to stderr; errors are one line and a
 non-zero exit (see cli_common.Cli). The forum and member commands are in
 cli_forums.py, the hold commands in cli_held.py, `queue` and `status` in
-cli_status.py. The cli modules and serve.py are where the packages are
+cli_status.py, `dkim` in cli_dkim.py. The cli modules and serve.py are where the packages are
 wired together; the site is opened only when a command needs it, so
 `--help` works in any folder.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from listserv.cli_common import Cli, pass_site, say, utcnow
+from listserv.cli_dkim import dkim
 from listserv.cli_forums import forum, member
 from listserv.cli_held import held
 from listserv.cli_status import SECTIONS, queue_command, status
@@ -48,6 +49,7 @@ cli.add_command(request_group)
 cli.add_command(sender_group)
 cli.add_command(queue_command)
 cli.add_command(status)
+cli.add_command(dkim)
 for _command in RELAY_COMMANDS:  # relay, recipient, translation, postal
     cli.add_command(_command)
 SECTIONS.append(RELAY_STATUS)

@@ -43,7 +43,8 @@ from listserv.addresses import is_address
 from listserv.bounces import verp_sender
 from listserv.deliveries import (Body, Group, Outcome, Policy, Router, claim, load_bodies,
                              queue_report, recover, release, settle_all)
-from listserv.handover import Local, Remote, Skipped
+from listserv.dkim import crlf, load_signer
+from listserv.handover import Local, Remote, Skipped, personal_copy
 from listserv.smtpout import MAILDIR, Unavailable, write_outbox
 from listserv.tokens import short_mac, sign_link
 
@@ -103,8 +104,10 @@ class Engine:
         self.router = Router(delivery)
         self.policy = Policy(delivery.retry_seconds, delivery.give_up_seconds, self.router)
         smtp = own_process and self.router.destinations != {MAILDIR}
+        self.signer = load_signer(site.folder, settings)  # ConfigError: a key is missing or bad
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
-                                                    delivery.timeout_seconds, self.concurrency)
+                                                    delivery.timeout_seconds, self.concurrency,
+                                                    self.signer)
         self.stopping = False
         self.claiming: asyncio.Task | None = None
         self.unsettled: list[Outcome] = []  # outcomes waiting for the next write
@@ -213,6 +216,8 @@ class Engine:
             verp=self.verp, limits=limits, known=frozenset(self.bodies))
         for body_id, body in bodies.items():
             if body_id in self.bodies:
+                if self.bodies[body_id].personal != body.personal:
+                    self.bodies[body_id].ready = None  # signed for the other kind of copy
                 self.bodies[body_id].personal = body.personal
             else:
                 self._cache(body_id, body)
@@ -366,10 +371,12 @@ class Engine:
         if body.personal and body.slug:
             prefix = personal_headers(self.site.secret, self.web_url, body.slug, self.domain,
                                       recipients[0])
+        raw, sign = self._prepared(body), bool(self.signer and body.personal)
         if group.destination == MAILDIR:
             try:
-                await asyncio.to_thread(write_outbox, self.site.outbox, prefix + body.raw,
-                                        sender, recipients)
+                await asyncio.to_thread(write_outbox, self.site.outbox,
+                                        personal_copy(self.signer if sign else None, prefix,
+                                                      raw), sender, recipients)
             except OSError as error:
                 ended.update((r, ("defer", f"cannot write the outbox: {error}"))
                              for r in recipients)
@@ -377,7 +384,7 @@ class Engine:
         try:
             handover = await self.handover.transact(
                 group.destination, self.cap(group.destination), sender, recipients,
-                group.body_id, prefix, body.raw)
+                group.body_id, prefix, raw, sign)
         except Skipped as error:  # its destination failed just now: wait with it
             until = self.down.get(group.destination, (now + self.policy.retry[0], ""))[0]
             outcome.postponed = (group.ids, until, str(error))  # untried: all wait
@@ -410,6 +417,16 @@ class Engine:
         outcome.down = (destination, until, why)
         log.warning("destination %s is unavailable until %s: %s", destination,
                     time.strftime("%H:%M:%S", time.localtime(until)), why)
+
+    def _prepared(self, body: Body) -> bytes:
+        """The body as it goes out: CRLF line ends and, when copies are identical,
+        DKIM-signed once (a personal copy is signed as a whole at hand-over)."""
+        if body.ready is None:
+            raw = crlf(body.raw) if self.signer else body.raw
+            if self.signer and not body.personal:
+                raw = self.signer.sign(raw) + raw
+            body.ready = raw
+        return body.ready
 
     async def _body(self, body_id: int) -> Body | None:
         body = self.bodies.get(body_id)

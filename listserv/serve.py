@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from listserv import delivery
+from listserv.dkim import load_signer
 from listserv.incoming import Extensions, distribute_pending, process_received
 from listserv.intake import start_intake
 from listserv.settings import parse_hostport
@@ -41,6 +42,7 @@ def run(site, listen: str | None = None) -> None:
     """Serve the site until stopped. Raises ListservError before starting on
     a bad configuration, a second serve, or an unusable listen address."""
     settings = site.settings  # a ConfigError stops us here, before anything starts
+    load_signer(site.folder, settings)  # and so does a missing, unreadable or wrong DKIM key
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("mail.log", "apscheduler"):  # a line per SMTP command / job run
