@@ -58,17 +58,21 @@ def forum() -> None:
 @click.option("--digest", type=click.Choice(forums.DIGESTS), default="weekly",
               show_default=True, help="How often digest members get a digest.")
 @click.option("--description", default="", help="A few words on what the forum is for.")
+@click.option("--dmarc", type=click.Choice(forums.DMARC), default="auto", show_default=True,
+              help="DMARC mitigation: auto (only for posters whose domain asks receivers "
+                   "to quarantine or reject), munge (From becomes the forum's), wrap (the "
+                   "post goes as an attachment), none.")
 @pass_site
 def forum_create(site: Site, slug: str, title: str, forum_path: str, language: str | None,
                  policy: str, facilitators: tuple[str, ...], no_charter: bool, digest: str,
-                 description: str) -> None:
+                 description: str, dmarc: str) -> None:
     """Create the forum SLUG (its address is SLUG@domain)."""
     settings = site.settings
     created = forums.create(site.db, slug, title=title, path=forum_path, now=utcnow(),
                             languages=settings.site.languages,
                             language=language or settings.site.default_language,
                             policy=policy, facilitators=facilitators, charter=not no_charter,
-                            digest=digest, description=description)
+                            digest=digest, description=description, dmarc=dmarc)
     say(f"Created forum '{slug}': post to {slug}@{settings.domain}, "
         f"subscribe at {slug}-join@{settings.domain}")
     if not created["facilitators"]:
@@ -110,7 +114,8 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
                   ("Language", found["language"]), ("Policy", found["policy"]),
                   ("Charter", "required" if found["charter"] else "not required"),
                   ("Subscription", found["subscription"]), ("Content", found["content"]),
-                  ("Digest", found["digest"]), ("Description", found["description"]),
+                  ("Digest", found["digest"]), ("DMARC", found["dmarc"]),
+                  ("Description", found["description"]),
                   ("Archive", found["archive_url"] or "-"),
                   ("Facilitators", found["facilitators"] or "none"),
                   ("Hold rules", describe_rules(found)),
@@ -133,6 +138,10 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
               help="html: keep sanitised HTML; text: send plain text only.")
 @click.option("--description", help="A new description.")
 @click.option("--archive-url", help="Where the forum's archive can be read.")
+@click.option("--dmarc", type=click.Choice(forums.DMARC), default=None,
+              help="DMARC mitigation: auto (only for posters whose domain asks receivers "
+                   "to quarantine or reject), munge (From becomes the forum's), wrap (the "
+                   "post goes as an attachment), none.")
 @click.option("--add-facilitator", "added", multiple=True, metavar="ADDR",
               help="Add a facilitator; repeat for several.")
 @click.option("--remove-facilitator", "removed", multiple=True, metavar="ADDR",
@@ -156,7 +165,7 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
               help="Hold every post to the forum until switched off again.")
 @pass_site
 def forum_edit(site: Site, slug: str, title, forum_path, language, policy, digest, charter,
-               subscription, content, description, archive_url, added, removed,
+               subscription, content, description, archive_url, dmarc, added, removed,
                **hold_rules) -> None:
     """Change a forum's settings, facilitators or hold rules; only the options given change."""
     from moderation.rules import edit_rules
@@ -165,6 +174,7 @@ def forum_edit(site: Site, slug: str, title, forum_path, language, policy, diges
         ("title", title), ("path", forum_path), ("language", language), ("policy", policy),
         ("digest", digest), ("charter", charter), ("subscription", subscription),
         ("content", content), ("description", description), ("archive_url", archive_url),
+        ("dmarc", dmarc),
     ) if value is not None}
     rules = {key: value for key, value in hold_rules.items() if value is not None}
     if not changes and not added and not removed and not rules:

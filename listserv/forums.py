@@ -16,8 +16,9 @@ POLICIES = ("open", "members", "moderated", "announce")
 DIGESTS = ("daily", "weekly", "never")
 SUBSCRIPTIONS = ("open", "approve")
 CONTENT = ("html", "text")
+DMARC = ("auto", "munge", "wrap", "none")
 EDITABLE = ("title", "path", "language", "policy", "charter", "digest", "subscription",
-            "content", "description", "archive_url")
+            "content", "description", "archive_url", "dmarc")
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -42,6 +43,8 @@ def _check_fields(fields: dict, languages: tuple[str, ...]) -> dict:
         _choice(fields["subscription"], SUBSCRIPTIONS, "subscription policy")
     if "content" in fields:
         _choice(fields["content"], CONTENT, "content policy")
+    if "dmarc" in fields:
+        _choice(fields["dmarc"], DMARC, "DMARC mitigation")
     if "language" in fields and fields["language"] not in languages:
         raise ListservError(f"'{fields['language']}' is not one of the site's languages "
                             f"({', '.join(languages)}); add it to [site] languages first")
@@ -57,7 +60,7 @@ def create(db, slug: str, *, title: str, path: str, now: datetime,
            languages: tuple[str, ...] = ("en", "fr", "es", "pt"), language: str = "en",
            policy: str = "members", facilitators: tuple[str, ...] = (), charter: bool = True,
            digest: str = "weekly", subscription: str = "open", content: str = "html",
-           description: str = "") -> dict:
+           description: str = "", dmarc: str = "auto") -> dict:
     """Create a forum; AlreadyExists when the slug is taken."""
     try:
         check_slug(slug)
@@ -67,7 +70,7 @@ def create(db, slug: str, *, title: str, path: str, now: datetime,
     fields = _check_fields({"title": title, "path": path, "language": language,
                             "policy": policy, "charter": charter, "digest": digest,
                             "subscription": subscription, "content": content,
-                            "description": description}, languages)
+                            "description": description, "dmarc": dmarc}, languages)
     with db.atomic():
         if db.execute("SELECT 1 FROM forums WHERE slug = ?", [slug]).fetchone():
             raise AlreadyExists(f"forum '{slug}' already exists (see 'listserv forum show {slug}')")

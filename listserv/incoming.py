@@ -284,7 +284,8 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
                 distribute_post(db, post, forum, raw, domain=settings.domain,
                                 budget=settings.delivery.lowband_budget,
                                 personal=bool(settings.web.url), now=now,
-                                batch=batch_size(site))
+                                batch=batch_size(site),
+                                mitigation=dmarc_action(site, forum, raw))
         except MessageError as error:
             _set_aside_unrenderable(db, post, error, now)
         except Exception as error:  # not foreseen: retry a few times, then set aside
@@ -296,6 +297,25 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
                         f"{type(error).__name__}: {error}"[:500],
                         _retry_at(site, now, attempts), post["id"]])
     return len(rows)
+
+
+def pending_authors(db, limit: int = 5) -> list[str]:
+    """The domains of the authors of the next posts `distribute_pending` takes."""
+    return [row[0].rpartition("@")[2] for row in db.execute(
+        "SELECT sender FROM posts WHERE status = 'approved' ORDER BY id LIMIT ?", [limit])]
+
+
+def dmarc_action(site, forum: dict, raw: bytes) -> str:
+    """The forum's DMARC mitigation for this post (dmarc.py); an unreadable
+    From is the renderer's problem, not this one's."""
+    from listserv import dmarc
+    try:
+        message = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        return dmarc.action(site.dmarc, forum.get("dmarc", "auto"), message)
+    except Exception as error:  # never hold a post up for this
+        log.warning("DMARC mitigation of a post on %s: %s: %s; munging", forum["slug"],
+                    type(error).__name__, error)
+        return "munge"
 
 
 def _set_aside_unrenderable(db, post: dict, error: MessageError, now: datetime) -> None:

@@ -23,7 +23,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from listserv import delivery
 from listserv.dkim import load_signer
-from listserv.incoming import Extensions, distribute_pending, process_received
+from listserv.incoming import (Extensions, distribute_pending, pending_authors,
+                               process_received)
 from listserv.intake import start_intake
 from listserv.settings import parse_hostport
 from digests import wiring as digests_wiring
@@ -124,6 +125,8 @@ async def serve(site, host: str, port: int) -> None:
     delivery_wake = asyncio.Event()
 
     async def distribute_step() -> bool:
+        # DMARC lookups of the waiting posts' authors, off the store's writer
+        await asyncio.to_thread(site.dmarc.prefetch, await site.write(pending_authors, 5))
         taken = await site.write(distribute_pending, site, utcnow(), 5)
         if taken:
             delivery_wake.set()

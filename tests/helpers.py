@@ -335,6 +335,11 @@ def query(folder: Path, sql: str, params=()) -> list[tuple]:
         conn.close()
 
 
+class _Silence:
+    def pack(self) -> bytes:
+        return b""
+
+
 class Zone:
     """The TXT records a loopback DNS server answers with, editable while it runs.
 
@@ -357,8 +362,8 @@ class Zone:
         self.asked.append(name)
         reply = request.reply()
         values = self.records.get(name)
-        if values == "TIMEOUT":
-            return None
+        if values == "TIMEOUT":  # an empty datagram, which resolvers ignore: no answer
+            return _Silence()
         if values == "SERVFAIL":
             reply.header.rcode = RCODE.SERVFAIL
         elif values is None:
