@@ -29,7 +29,8 @@ MAX_PROBLEMS_SHOWN = 1000
 FORUM_COLUMNS = [("slug", "forum"), ("path", "path"), ("language", "lang"),
                  ("policy", "policy"), ("members", "members"), ("held", "held"),
                  ("title", "title")]
-MEMBER_COLUMNS = ("address", "mode", "profile", "language", "region", "name")
+MEMBER_COLUMNS = ("address", "mode", "profile", "language", "region", "delivery", "bounces",
+                  "name")
 
 
 def _forum_json(forum: dict) -> dict:
@@ -279,11 +280,54 @@ def member_list(site: Site, slug: str, as_json: bool) -> None:
     if first is None:
         say(f"'{slug}' has no members yet")
         return
-    widths = (40, 7, 8, 8, 16, 0)
+    widths = (40, 7, 8, 8, 16, 8, 7, 0)
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(MEMBER_COLUMNS, widths)).rstrip())
     for row in itertools.chain([first], rows):
-        cells = [" ".join(str(row[key] or "").split()) for key in MEMBER_COLUMNS]
+        row["bounces"] = row["bounce_score"]
+        cells = [" ".join(str(row[key] if row[key] is not None else "").split())
+                 for key in MEMBER_COLUMNS]
         click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+
+
+@member.command("show")
+@click.argument("slug")
+@click.argument("address")
+@json_option
+@pass_site
+def member_show(site: Site, slug: str, address: str, as_json: bool) -> None:
+    """Show one member: settings, bounce score and delivery state."""
+    forum_row = forums.get(site.db, slug)
+    found = members.find(site.db, forum_row["id"], address)
+    if found is None:
+        raise ListservError(f"{address} is not a member of '{slug}' "
+                            f"(see 'listserv member list {slug}')")
+    if as_json:
+        print_json(found)
+        return
+    state = found["delivery"]
+    if state == "disabled":
+        state += (f" by bounces since {found['disabled_at'][:16]}, "
+                  f"{found['warnings']} notice(s) sent")
+    print_fields([("Address", found["address"]), ("Forum", slug), ("Name", found["name"]),
+                  ("Language", found["language"]), ("Mode", found["mode"]),
+                  ("Profile", found["profile"]), ("Region", found["region"]),
+                  ("Joined", found["joined_at"][:16]), ("Posts", found["posts"]),
+                  ("Delivery", state), ("Bounce score", found["bounce_score"]),
+                  ("Last bounce", (found["last_bounce_at"] or "-")[:16])])
+
+
+@member.command("enable")
+@click.argument("slug")
+@click.argument("address")
+@pass_site
+def member_enable(site: Site, slug: str, address: str) -> None:
+    """Turn delivery back on for a member that bounces disabled, and clear the score."""
+    from listserv.bounce_actions import enable
+
+    forum_row = forums.get(site.db, slug)
+    with site.db.atomic():
+        enable(site.db, forum_row, address, utcnow())
+    say(f"Delivery to {address} on '{slug}' is on again")
 
 
 @member.command("import")

@@ -365,8 +365,8 @@ class Engine:
         if not recipients:
             return _by_row(group, ended, outcome)
         sender = group.sender
-        if self.verp:
-            sender = verp_sender(sender, recipients[0], self.domain)
+        if (self.verp or body.personal) and len(group.recipients) == 1:  # its own address
+            sender = verp_sender(self.site.secret, sender, group.ids[0], self.domain)
         prefix = b""
         if body.personal and body.slug:
             prefix = personal_headers(self.site.secret, self.web_url, body.slug, self.domain,

@@ -168,6 +168,9 @@ async def serve(site, host: str, port: int) -> None:
                       seconds=settings.moderation.seconds("check_every"),
                       args=[site, delivery_wake], next_run_time=utcnow() + timedelta(seconds=1),
                       id="moderation-reminders", coalesce=True, max_instances=1)
+    scheduler.add_job(_bounces, "interval", seconds=settings.bounces.seconds("check_every"),
+                      args=[site, delivery_wake], next_run_time=utcnow() + timedelta(seconds=2),
+                      id="bounces", coalesce=True, max_instances=1)
     digests_wiring.add_jobs(scheduler, site, delivery_wake.set)  # What's New, digests, templates
     scheduler.start()
 
@@ -206,6 +209,14 @@ async def _moderation_reminders(site, delivery_wake: asyncio.Event) -> None:
     """Reminders, escalations and expiries owed now, worked out from the store."""
     done = await site.write(remind_due, site, utcnow())
     if any(done.values()):
+        delivery_wake.set()
+
+
+async def _bounces(site, delivery_wake: asyncio.Event) -> None:
+    """Bounce scores acted on: members disabled, warned, removed; daily summaries."""
+    from listserv.bounce_actions import act_on_bounces
+    done = await site.write(act_on_bounces, site, utcnow())
+    if done["disabled"] or done["warned"] or done["summaries"]:
         delivery_wake.set()
 
 

@@ -391,6 +391,29 @@ class DnsSection:
         return parse_duration(self.timeout)
 
 
+@dataclass(frozen=True)
+class BouncesSection:
+    """What permanent delivery failures do to a member (see bounce_actions.py)."""
+
+    threshold: int = 5
+    stale_after: str = "7d"
+    warnings: int = 3
+    warning_interval: str = "7d"
+    check_every: str = "15m"
+
+    def check(self, key: str) -> None:
+        if key == "threshold" and not 1 <= self.threshold <= 100:
+            raise ValueError("must be between 1 and 100 (days with a bounce)")
+        if key == "warnings" and not 0 <= self.warnings <= 20:
+            raise ValueError("must be between 0 and 20")
+        if key in ("stale_after", "warning_interval", "check_every") and \
+                parse_duration(getattr(self, key)) < 1:
+            raise ValueError("must be at least '1s'")
+
+    def seconds(self, key: str) -> int:
+        return parse_duration(getattr(self, key))
+
+
 SECTIONS = {
     "site": SiteSection,
     "smtp": SmtpSection,
@@ -403,6 +426,7 @@ SECTIONS = {
     "templates": TemplatesSection,
     "dkim": DkimSection,
     "dns": DnsSection,
+    "bounces": BouncesSection,
 }
 
 
@@ -419,6 +443,7 @@ class Settings:
     templates: TemplatesSection = field(default_factory=TemplatesSection)
     dkim: DkimSection = field(default_factory=DkimSection)
     dns: DnsSection = field(default_factory=DnsSection)
+    bounces: BouncesSection = field(default_factory=BouncesSection)
     source: str = "listserv.toml"
 
     @property
