@@ -180,7 +180,9 @@ def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
     from listserv import commands, subscriptions
     if recipient.kind == "confirm":
         from listserv.bounce_actions import handle_reenable
-        for handler in (commands.handle_confirm, handle_reenable, *extensions.confirm):
+        from listserv.leaving import handle_rejoin
+        for handler in (commands.handle_confirm, handle_reenable, handle_rejoin,
+                        *extensions.confirm):
             if handler(db, site, forum, recipient.detail, parsed, message_id, now):
                 return
         _reply_invalid_token(db, site, forum, parsed, message_id, now)

@@ -56,7 +56,9 @@ def contexts(site, forum) -> dict[str, list[dict]]:
             {**base, **settings, "member_name": "Ana", "charter_accepted_at": "2026-11-23 09:00"},
             {**base, "mode": "nomail", "profile": "email", "member_language": "es",
              "member_name": "", "charter_accepted_at": ""}],
-        "goodbye.txt": [{**base, "how": "one-click"}],
+        "goodbye.txt": [{**base, "how": "one-click", "rejoin_address": ""},
+                        {**base, "how": "one-click",
+                         "rejoin_address": "peace-confirm+abc@lists.example.org"}],
         "token-invalid.txt": [
             *({**base, "problem": problem, "reason": problem}
               for problem in ("used", "expired", "wrong-address", "wrong-forum", "unknown")),
