@@ -32,6 +32,7 @@ message a second time. No other row is ever sent twice.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import re
 import time
@@ -422,7 +423,8 @@ class Engine:
         """The body as it goes out: CRLF line ends and, when copies are identical,
         DKIM-signed once (a personal copy is signed as a whole at hand-over)."""
         if body.ready is None:
-            raw = crlf(body.raw) if self.signer else body.raw
+            raw = dated(body.raw, self.domain, self.clock())
+            raw = crlf(raw) if self.signer else raw
             if self.signer and not body.personal:
                 raw = self.signer.sign(raw) + raw
             body.ready = raw
@@ -489,6 +491,22 @@ def _by_row(group: Group, ended: dict[str, tuple], outcome: Outcome) -> Outcome:
             else:
                 outcome.bounced += [(target, r, kind[1], kind[2]) for target, r in entries]
     return outcome
+
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+def dated(raw: bytes, domain: str, now: float) -> bytes:
+    """`raw` with a Date and a Message-ID on top when its header has none (mail
+    passed on as it came, e.g. to facilitators, may lack them)."""
+    end = _HEAD_END.search(raw)
+    head = raw[:end.start()] if end else raw
+    missing = b""
+    if not re.search(rb"(?im)^date[ \t]*:", head):
+        missing += f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n".encode()
+    if not re.search(rb"(?im)^message-id[ \t]*:", head):
+        missing += f"Message-ID: {email.utils.make_msgid(domain=domain)}\r\n".encode()
+    return missing + raw if missing else raw
 
 
 _PLAIN = re.compile(r"[^@<>\s\x00-\x1f\x7f]+@[^@<>\s\x00-\x1f\x7f]+")

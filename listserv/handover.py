@@ -63,8 +63,12 @@ import sys
 from collections import Counter, OrderedDict, deque
 from itertools import count
 
-from listserv.dkim import Signer
+from typing import TYPE_CHECKING
+
 from listserv.smtpout import Handover, Pool, Unavailable
+
+if TYPE_CHECKING:  # the child imports dkimpy only when it is sent keys to sign with
+    from listserv.dkim import Signer
 
 log = logging.getLogger(__name__)
 
