@@ -58,7 +58,8 @@ def _fill_audience(db, site) -> None:
                f"FROM bulletin_readers WHERE status = 'subscribed'")
     db.execute(f"INSERT OR IGNORE INTO {AUDIENCE} SELECT address, domain, language, profile "
                f"FROM (SELECT address, domain, language, profile, min(id) FROM members "
-               f"WHERE mode != 'nomail' GROUP BY address) AS m WHERE NOT EXISTS "
+               f"WHERE mode != 'nomail' AND delivery = 'enabled' GROUP BY address) AS m "
+               f"WHERE NOT EXISTS "
                f"(SELECT 1 FROM bulletin_readers b WHERE b.address = m.address)")
     db.execute(f"UPDATE {AUDIENCE} SET language = ? WHERE language NOT IN "
                f"(SELECT value FROM json_each(?))",

@@ -145,7 +145,7 @@ def publish(db, site, forum: dict, end: str, now: datetime) -> str:
     sender = forum_addresses(forum["slug"], settings.domain)["bounces"]
     lang_of = "CASE WHEN language IN (SELECT value FROM json_each(?)) THEN language ELSE ? END"
     select = (f"SELECT address, domain FROM members WHERE forum_id = ? AND mode = 'digest' "
-              f"AND profile = ? AND {lang_of} = ?")
+              f"AND delivery = 'enabled' AND profile = ? AND {lang_of} = ?")
     variants = db.execute(f"SELECT DISTINCT {lang_of}, profile FROM members WHERE "
                           f"forum_id = ? AND mode = 'digest'",
                           [json.dumps(languages), settings.site.default_language,

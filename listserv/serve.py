@@ -32,10 +32,16 @@ from listserv import service
 from listserv.archive.stage import ArchiveStage
 from listserv.delivery import autoreplies
 from listserv.delivery import engine as delivery
+from listserv.delivery.dkim import load_signer
 from listserv.delivery.giveup import tell_failures
 from listserv.delivery.outbox import prepare_outbox
 from listserv.errors import ListservError
-from listserv.intake.pipeline import Extensions, distribute_pending, process_received
+from listserv.intake.pipeline import (
+    Extensions,
+    distribute_pending,
+    pending_authors,
+    process_received,
+)
 from listserv.intake.smtp import start_intake
 from listserv.intake.tls import IntakeTls
 from listserv.site.faults import OneLine, log_failure
@@ -59,6 +65,7 @@ def run(site, listen: str | None = None) -> None:
     """Serve the site until stopped. Raises ListservError before starting on
     a bad configuration, a second serve, or an unusable listen address."""
     settings = site.settings  # a ConfigError stops us here, before anything starts
+    load_signer(site.folder, settings)  # and so does a missing, unreadable or wrong DKIM key
     host, port = parse_hostport(listen or settings.smtp.listen)
     try:
         service.configure_logging(site)  # [log]: stderr or a file, and syslog
@@ -148,6 +155,8 @@ async def serve(site, host: str, port: int) -> None:
     delivery_wake = asyncio.Event()
 
     async def distribute_step() -> bool:
+        # DMARC lookups of the waiting posts' authors, off the store's writer
+        await asyncio.to_thread(site.dmarc.prefetch, await site.write(pending_authors, 5))
         taken = await site.write(distribute_pending, site, utcnow(), 5)
         if taken:
             delivery_wake.set()
@@ -200,6 +209,9 @@ async def serve(site, host: str, port: int) -> None:
                       seconds=settings.moderation.seconds("check_every"),
                       args=[site, delivery_wake], next_run_time=utcnow() + timedelta(seconds=1),
                       id="moderation-reminders", coalesce=True, max_instances=1)
+    scheduler.add_job(_bounces, "interval", seconds=settings.bounces.seconds("check_every"),
+                      args=[site, delivery_wake], next_run_time=utcnow() + timedelta(seconds=2),
+                      id="bounces", coalesce=True, max_instances=1)
     digests_wiring.add_jobs(scheduler, site, delivery_wake.set)  # What's New, digests, templates
     scheduler.start()
 
@@ -263,6 +275,14 @@ async def _moderation_reminders(site, delivery_wake: asyncio.Event) -> None:
     """Reminders, escalations and expiries owed now, worked out from the store."""
     done = await site.write(remind_due, site, utcnow())
     if any(done.values()):
+        delivery_wake.set()
+
+
+async def _bounces(site, delivery_wake: asyncio.Event) -> None:
+    """Bounce scores acted on: members disabled, warned, removed; daily summaries."""
+    from listserv.delivery.bounce_actions import act_on_bounces
+    done = await site.write(act_on_bounces, site, utcnow())
+    if done["disabled"] or done["warned"] or done["summaries"]:
         delivery_wake.set()
 
 

@@ -333,3 +333,86 @@ def query(folder: Path, sql: str, params=()) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+class _Silence:
+    def pack(self) -> bytes:
+        return b""
+
+
+class Zone:
+    """The TXT records a loopback DNS server answers with, editable while it runs.
+
+    `records` maps a name to a list of TXT values; a value is a string (sent in
+    pieces of 255 bytes) or a list of the pieces. A name whose value is
+    "TIMEOUT" is never answered; "SERVFAIL" fails. Any other name is NXDOMAIN.
+    `asked` lists the names looked up, in order."""
+
+    def __init__(self, records: dict | None = None):
+        self.records = {k.lower().rstrip("."): v for k, v in (records or {}).items()}
+        self.asked: list[str] = []
+
+    def __setitem__(self, name: str, values) -> None:
+        self.records[name.lower().rstrip(".")] = values
+
+    def resolve(self, request, handler):
+        from dnslib import QTYPE, RCODE, RR, TXT
+
+        name = str(request.q.qname).rstrip(".").lower()
+        self.asked.append(name)
+        reply = request.reply()
+        values = self.records.get(name)
+        if values == "TIMEOUT":  # an empty datagram, which resolvers ignore: no answer
+            return _Silence()
+        if values == "SERVFAIL":
+            reply.header.rcode = RCODE.SERVFAIL
+        elif values is None:
+            reply.header.rcode = RCODE.NXDOMAIN
+        elif request.q.qtype == QTYPE.TXT:
+            for value in values:
+                pieces = value if isinstance(value, list) else \
+                    [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+                reply.add_answer(RR(request.q.qname, QTYPE.TXT, ttl=300,
+                                    rdata=TXT([p.encode() for p in pieces])))
+        return reply
+
+
+@contextmanager
+def running_dns(records: dict | None = None):
+    """A DNS server (dnslib's) on 127.0.0.1:<free port> over UDP; yields
+    (zone, "127.0.0.1:PORT")."""
+    from dnslib.server import DNSLogger, DNSServer
+
+    zone = Zone(records)
+    server = DNSServer(zone, address="127.0.0.1", port=0,
+                       logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"))
+    server.start_thread()
+    try:
+        yield zone, f"127.0.0.1:{server.server.server_address[1]}"
+    finally:
+        server.stop()
+        server.server.server_close()
+
+
+def dkim_verifies(data: bytes, nameserver: str) -> list[bool]:
+    """Whether each DKIM signature on `data` verifies with dkimpy, its keys
+    looked up at `nameserver` ("host:port")."""
+    import dkim
+    import dns.nameserver
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=False)
+    host, port = nameserver.rsplit(":", 1)
+    resolver.nameservers = [dns.nameserver.Do53Nameserver(host, int(port))]
+    resolver.lifetime = 5
+
+    def txt(name: bytes, timeout: float = 5):
+        try:
+            answer = resolver.resolve(name.decode(), "TXT")
+        except dns.exception.DNSException:
+            return None
+        return b"".join(next(iter(answer)).strings)
+
+    checker = dkim.DKIM(data)
+    count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
+    return [dkim.DKIM(data).verify(index, dnsfunc=txt) for index in range(count)]

@@ -39,7 +39,8 @@ MAX_PROBLEMS_SHOWN = 1000
 FORUM_COLUMNS = [("slug", "forum"), ("path", "path"), ("language", "lang"),
                  ("policy", "policy"), ("members", "members"), ("held", "held"),
                  ("title", "title")]
-MEMBER_COLUMNS = ("address", "mode", "profile", "language", "region", "name")
+MEMBER_COLUMNS = ("address", "mode", "profile", "language", "region", "delivery", "bounces",
+                  "name")
 
 
 def _forum_json(forum: dict) -> dict:
@@ -68,20 +69,25 @@ def forum() -> None:
 @click.option("--digest", type=click.Choice(forums.DIGESTS), default="weekly",
               show_default=True, help="How often digest members get a digest.")
 @click.option("--description", default="", help="A few words on what the forum is for.")
+@click.option("--dmarc", type=click.Choice(forums.DMARC), default="auto", show_default=True,
+              help="DMARC mitigation: auto (only for posters whose domain asks receivers "
+                   "to quarantine or reject), munge (From becomes the forum's), wrap (the "
+                   "post goes as an attachment), none.")
 @click.option("--archive", type=click.Choice(forums.ARCHIVES),
               help="public: on the web and by email to anyone; members: by email to members "
                    "only; none: not kept (default: public when subscription is open).")
 @pass_site
 def forum_create(site: Site, slug: str, title: str, forum_path: str, language: str | None,
                  policy: str, facilitators: tuple[str, ...], no_charter: bool, digest: str,
-                 description: str, archive: str | None) -> None:
+                 description: str, dmarc: str, archive: str | None) -> None:
     """Create the forum SLUG (its address is SLUG@domain)."""
     settings = site.settings
     created = forums.create(site.db, slug, title=title, path=forum_path, now=utcnow(),
                             languages=settings.site.languages,
                             language=language or settings.site.default_language,
                             policy=policy, facilitators=facilitators, charter=not no_charter,
-                            digest=digest, description=description, archive=archive)
+                            digest=digest, description=description, archive=archive,
+                            dmarc=dmarc)
     say(f"Created forum '{slug}': post to {slug}@{settings.domain}, "
         f"subscribe at {slug}-join@{settings.domain}")
     if not created["facilitators"]:
@@ -123,7 +129,8 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
                   ("Language", found["language"]), ("Policy", found["policy"]),
                   ("Charter", "required" if found["charter"] else "not required"),
                   ("Subscription", found["subscription"]), ("Content", found["content"]),
-                  ("Digest", found["digest"]), ("Description", found["description"]),
+                  ("Digest", found["digest"]), ("DMARC", found["dmarc"]),
+                  ("Description", found["description"]),
                   ("Archive", found["archive"] + (f" ({found['archive_url']})"
                                                   if found["archive_url"] else "")),
                   ("Facilitators", found["facilitators"] or "none"),
@@ -151,6 +158,10 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
 @click.option("--archive", type=click.Choice(forums.ARCHIVES),
               help="public: on the web and by email to anyone; members: by email to members "
                    "only; none: not kept.")
+@click.option("--dmarc", type=click.Choice(forums.DMARC), default=None,
+              help="DMARC mitigation: auto (only for posters whose domain asks receivers "
+                   "to quarantine or reject), munge (From becomes the forum's), wrap (the "
+                   "post goes as an attachment), none.")
 @click.option("--add-facilitator", "added", multiple=True, metavar="ADDR",
               help="Add a facilitator; repeat for several.")
 @click.option("--remove-facilitator", "removed", multiple=True, metavar="ADDR",
@@ -174,7 +185,7 @@ def forum_show(site: Site, slug: str, as_json: bool) -> None:
               help="Hold every post to the forum until switched off again.")
 @pass_site
 def forum_edit(site: Site, slug: str, title, forum_path, language, policy, digest, charter,
-               subscription, content, description, archive_url, archive, added, removed,
+               subscription, content, description, archive_url, archive, dmarc, added, removed,
                **hold_rules) -> None:
     """Change a forum's settings, facilitators or hold rules; only the options given change."""
     from moderation.rules import edit_rules
@@ -184,6 +195,7 @@ def forum_edit(site: Site, slug: str, title, forum_path, language, policy, diges
         ("digest", digest), ("charter", charter), ("subscription", subscription),
         ("content", content), ("description", description), ("archive_url", archive_url),
         ("archive", archive),
+        ("dmarc", dmarc),
     ) if value is not None}
     rules = {key: value for key, value in hold_rules.items() if value is not None}
     if not changes and not added and not removed and not rules:
@@ -292,11 +304,54 @@ def member_list(site: Site, slug: str, as_json: bool) -> None:
     if first is None:
         say(f"'{slug}' has no members yet")
         return
-    widths = (40, 7, 8, 8, 16, 0)
+    widths = (40, 7, 8, 8, 16, 8, 7, 0)
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(MEMBER_COLUMNS, widths)).rstrip())
     for row in itertools.chain([first], rows):
-        cells = [" ".join(str(row[key] or "").split()) for key in MEMBER_COLUMNS]
+        row["bounces"] = row["bounce_score"]
+        cells = [" ".join(str(row[key] if row[key] is not None else "").split())
+                 for key in MEMBER_COLUMNS]
         click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+
+
+@member.command("show")
+@click.argument("slug")
+@click.argument("address")
+@json_option
+@pass_site
+def member_show(site: Site, slug: str, address: str, as_json: bool) -> None:
+    """Show one member: settings, bounce score and delivery state."""
+    forum_row = forums.get(site.db, slug)
+    found = members.find(site.db, forum_row["id"], address)
+    if found is None:
+        raise ListservError(f"{address} is not a member of '{slug}' "
+                            f"(see 'listserv member list {slug}')")
+    if as_json:
+        print_json(found)
+        return
+    state = found["delivery"]
+    if state == "disabled":
+        state += (f" by bounces since {found['disabled_at'][:16]}, "
+                  f"{found['warnings']} notice(s) sent")
+    print_fields([("Address", found["address"]), ("Forum", slug), ("Name", found["name"]),
+                  ("Language", found["language"]), ("Mode", found["mode"]),
+                  ("Profile", found["profile"]), ("Region", found["region"]),
+                  ("Joined", found["joined_at"][:16]), ("Posts", found["posts"]),
+                  ("Delivery", state), ("Bounce score", found["bounce_score"]),
+                  ("Last bounce", (found["last_bounce_at"] or "-")[:16])])
+
+
+@member.command("enable")
+@click.argument("slug")
+@click.argument("address")
+@pass_site
+def member_enable(site: Site, slug: str, address: str) -> None:
+    """Turn delivery back on for a member that bounces disabled, and clear the score."""
+    from listserv.delivery.bounce_actions import enable
+
+    forum_row = forums.get(site.db, slug)
+    with site.db.atomic():
+        enable(site.db, forum_row, address, utcnow())
+    say(f"Delivery to {address} on '{slug}' is on again")
 
 
 @member.command("import")

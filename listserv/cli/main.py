@@ -4,7 +4,7 @@ Commands are thin: parse, call one core function, print. Data goes to
 stdout (`--json` for JSON), messages to stderr; errors are one line and a
 non-zero exit (see common.Cli). The forum and member commands are in
 forums.py, the hold commands in held.py, `queue` and `status` in
-status.py. The cli modules and serve.py are where the packages are
+status.py, `dkim` in dkim.py. The cli modules and serve.py are where the packages are
 wired together; the site is opened only when a command needs it, so
 `--help` works in any folder.
 """
@@ -19,6 +19,7 @@ from digests.cli import COMMANDS as DIGEST_COMMANDS
 from digests.wiring import STATUS as DIGEST_STATUS
 from listserv.archive.cli import archive
 from listserv.cli.common import Cli, pass_site, say, utcnow
+from listserv.cli.dkim import dkim
 from listserv.cli.forums import forum, member
 from listserv.cli.held import held
 from listserv.cli.imports import import_mailman
@@ -58,6 +59,7 @@ for _command in OPS_COMMANDS:  # backup, purge
 queue_command.add_command(queue_retry)
 forum.add_command(import_mailman)
 held.add_command(held_retry)
+cli.add_command(dkim)
 for _command in RELAY_COMMANDS:  # relay, recipient, translation, postal
     cli.add_command(_command)
 SECTIONS.append(RELAY_STATUS)

@@ -1,16 +1,27 @@
 """Bounces: recording permanent delivery failures, and reading the reports
-that come back to FORUM-bounces@D.
+that come back to FORUM-bounces+TOKEN@D.
 
-`record_bounce` writes one `bounces` row and counts it on the member of the
-forum the message was for (`members.bounces`). The delivery engine calls it
-on a 5xx reply; intake calls `handle_bounce_message` for mail that arrives
-at FORUM-bounces@D or FORUM-bounces+VERP@D. Reports are read with
-flufl.bounce, whose detectors know the formats of many real mail servers,
-plus our VERP address (`verp_sender` makes it, `read_verp` reads it).
-Writes `bounces`, `members.bounces` and the status of the delivery that
-bounced. Never answers a bounce and never passes it on to a forum: the
-caller drops the message after this. Only an address we sent to or a
-member can bounce, so reports about anyone else change nothing.
+Once bounces act (bounce_actions.py disables and removes members), a forged
+bounce could push members out, so only real reports count:
+
+- Each copy whose bounce must be attributed goes out with its own envelope
+  sender `FORUM-bounces+TOKEN@D` (`verp_sender`): TOKEN is the id of its
+  delivery row, which names exactly one recipient, and an HMAC over the
+  forum and that id with the site secret. `read_bounce_token` checks a
+  local part without the database (the SMTP edge can refuse a bad one at
+  RCPT with `bounce_token_valid`).
+- `handle_bounce_message` counts a mail to such an address only when it is a
+  delivery report of a permanent failure (an RFC 3464 report with a failed
+  recipient, or a format flufl.bounce recognises) and its token verifies;
+  it counts for the recipient of that delivery only, never for an address
+  named in the report's body. Auto-replies, chatter, "still trying"
+  warnings and reports to the bare FORUM-bounces@D never change a member.
+- `record_bounce` writes one `bounces` row and scores the member: one
+  point a day at most, starting again after `stale_after`. The delivery
+  engine calls it on a 5xx reply at hand-over (which names its recipient).
+
+Writes `bounces`, the members' bounce columns and the status of the delivery
+that bounced. Never answers a bounce and never passes it on to a forum.
 """
 
 from __future__ import annotations
@@ -19,35 +30,67 @@ import email
 import email.policy
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flufl.bounce import all_failures
 
-from listserv.delivery.queue import split_off
 from listserv.mail.addresses import domain_of, is_address, normalise
+from listserv.mail.tokens import check_short_mac, short_mac
 
 log = logging.getLogger(__name__)
 
 _DIAGNOSTIC = re.compile(r"\b([245]\d\d)\b")
+_TOKEN = re.compile(r"^([0-9a-z]{1,12})\.([a-z2-7]{16})$")
+STALE_SECONDS = 7 * 86400
 
 
-def verp_sender(sender: str, recipient: str, domain: str) -> str:
-    """FORUM-bounces@D -> FORUM-bounces+local=example.org@D for `recipient`; any
-    sender not at our domain `domain` (or already carrying a detail) is kept."""
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
+
+
+def bounce_token(secret: bytes, slug: str, delivery_id: int) -> str:
+    """The detail of a copy's own bounce address: its delivery id and a MAC."""
+    return f"{_base36(delivery_id)}.{short_mac(secret, 'verp', slug, str(delivery_id))}"
+
+
+def verp_sender(secret: bytes, sender: str, delivery_id: int, domain: str) -> str:
+    """FORUM-bounces@D -> FORUM-bounces+TOKEN@D for one delivery row; any other
+    sender (not at our domain `domain`, not a forum's bounces address, or
+    already carrying a detail) is kept."""
     local, _, sender_domain = sender.rpartition("@")
-    if sender_domain.lower() != domain.lower() or not local or "+" in local:
+    if sender_domain.lower() != domain.lower() or "+" in local or \
+            not local.endswith("-bounces") or local == "-bounces":
         return sender
-    rlocal, _, rdomain = recipient.rpartition("@")
-    return f"{local}+{rlocal}={rdomain}@{sender_domain}"
+    slug = local[:-len("-bounces")]
+    return f"{local}+{bounce_token(secret, slug, delivery_id)}@{sender_domain}"
 
 
-def read_verp(detail: str) -> str | None:
-    """The recipient a VERP detail ("local=example.org") stands for, or None."""
-    local, sep, domain = (detail or "").rpartition("=")
-    if not sep:
+def read_bounce_token(secret: bytes, local_part: str) -> tuple[str, int] | None:
+    """(forum slug, delivery id) of a `FORUM-bounces+TOKEN` local part whose
+    token we issued, else None. Pure: reads no database."""
+    base, plus, detail = (local_part or "").partition("+")
+    base = base.lower()
+    if not plus or not base.endswith("-bounces") or base == "-bounces":
         return None
-    address = normalise(f"{local}@{domain}")
-    return address if is_address(address) else None
+    match = _TOKEN.match(detail.lower())
+    if match is None:
+        return None
+    slug, delivery_id = base[:-len("-bounces")], int(match.group(1), 36)
+    if not check_short_mac(secret, match.group(2), "verp", slug, str(delivery_id)):
+        return None
+    return slug, delivery_id
+
+
+def bounce_token_valid(secret: bytes, local_part: str) -> bool:
+    """Whether a `FORUM-bounces+...` local part carries a token this site issued
+    (for the SMTP edge: refuse the others at RCPT)."""
+    return read_bounce_token(secret, local_part) is not None
 
 
 def _stamp(now) -> str:
@@ -57,8 +100,9 @@ def _stamp(now) -> str:
 
 
 def record_bounce(db, delivery_id: int | None, recipient: str, code: int | None,
-                  detail: str, now, forum_id: int | None = None) -> int:
-    """Record one permanent failure and count it on the member; returns the row id.
+                  detail: str, now, forum_id: int | None = None,
+                  stale_seconds: int = STALE_SECONDS) -> int:
+    """Record one permanent failure and score it on the member; returns the row id.
 
     The forum is `forum_id`, else the one the delivery's message was for."""
     recipient = normalise(recipient)
@@ -73,97 +117,102 @@ def record_bounce(db, delivery_id: int | None, recipient: str, code: int | None,
     if forum_id is not None:
         db.execute("UPDATE members SET bounces = bounces + 1 WHERE forum_id = ? AND address = ?",
                    [forum_id, recipient])
+        score(db, forum_id, recipient, _moment(now), stale_seconds)
     log.info("bounce from %s (forum %s): %s %s", recipient, forum_id, code or "",
              (detail or "")[:120])
     return bounce_id
 
 
+def score(db, forum_id: int, address: str, now: datetime, stale_seconds: int) -> int | None:
+    """One more point on the member's bounce score, unless they already had one
+    today; a score last raised longer than `stale_seconds` ago starts again.
+    Returns the score (None when `address` is no member)."""
+    row = db.execute("SELECT id, bounce_score, last_bounce_at FROM members "
+                     "WHERE forum_id = ? AND address = ?", [forum_id, address]).fetchone()
+    if row is None:
+        return None
+    member_id, points, last = row
+    last = datetime.fromisoformat(last) if last else None
+    if last is not None and last.astimezone(timezone.utc).date() == \
+            now.astimezone(timezone.utc).date():
+        return points  # at most once a day
+    if last is None or now - last > timedelta(seconds=stale_seconds):
+        points = 0
+    db.execute("UPDATE members SET bounce_score = ?, last_bounce_at = ? WHERE id = ?",
+               [points + 1, now.isoformat(), member_id])
+    return points + 1
+
+
+def _moment(now) -> datetime:
+    if isinstance(now, datetime):
+        return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(float(now), timezone.utc)
+
+
+def is_failure_report(message) -> tuple[bool, dict[str, tuple[int | None, str]]]:
+    """Whether `message` reports a permanent delivery failure, and the RFC 3464
+    details per recipient. An auto-reply, a "still trying" warning or chatter
+    is not one."""
+    reports = _dsn_reports(message)
+    if any(failed for failed, _code, _text in reports.values()):
+        return True, {a: (code, text) for a, (_f, code, text) in reports.items()}
+    try:
+        _temporary, permanent = all_failures(message)
+    except Exception as error:  # a detector choked on odd input
+        log.info("bounce detectors failed (%s)", type(error).__name__)
+        permanent = frozenset()
+    return bool(permanent), {a: (code, text) for a, (_f, code, text) in reports.items()}
+
+
 def handle_bounce_message(db, site, raw: bytes, rcpt_detail: str, now,
                           slug: str | None = None) -> list[str]:
-    """Read a report that came to FORUM-bounces[+VERP]@D and record each
-    permanent failure it names of an address we sent to or of a member;
-    returns the addresses recorded.
+    """Count a report that came to FORUM-bounces+TOKEN@D against the recipient of
+    the delivery TOKEN names, when it is a real failure report and TOKEN is
+    ours; returns the address counted ([] otherwise: nothing changes).
 
     `rcpt_detail` is what followed "+" in the address it came to ("" if
-    nothing), `slug` the forum of that address when known. A report of only
-    temporary failures (a "still trying" warning) records nothing."""
+    nothing), `slug` the forum of that address."""
+    if not slug:
+        log.info("bounce to the site's own bounce address; not counted (no forum)")
+        return []
+    found = read_bounce_token(site.secret, f"{slug}-bounces+{rcpt_detail}")
+    if found is None:
+        log.info("bounce to %s-bounces%s: no valid token; not counted", slug,
+                 f"+{rcpt_detail[:40]}" if rcpt_detail else "")
+        return []
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        real, reports = is_failure_report(message)
     except Exception as error:  # unreadable: nothing to learn from it
-        log.info("bounce report unreadable (%s); dropped", type(error).__name__)
+        log.info("bounce report unreadable (%s); not counted", type(error).__name__)
         return []
-    try:
-        temporary, permanent = all_failures(message)
-    except Exception as error:  # a detector choked on odd input
-        log.info("bounce detectors failed (%s); using the VERP address only",
-                 type(error).__name__)
-        temporary, permanent = frozenset(), frozenset()
-    found = {normalise(_text(a)) for a in permanent}
-    verp = read_verp(rcpt_detail)
-    if verp and (permanent or not temporary):
-        found.add(verp)
-    if not found:
+    if not real:
+        log.info("mail to a bounce address of %s is no failure report (an auto-reply "
+                 "or a warning); not counted", slug)
         return []
-    reports = _dsn_reports(message)
-    forum_id = None
-    if slug:
-        row = db.execute("SELECT id FROM forums WHERE slug = ?", [slug]).fetchone()
-        forum_id = row[0] if row else None
-    recorded = []
-    for address in sorted(found):
-        delivery = _last_sent(db, address, forum_id)
-        forum = forum_id if forum_id is not None else (
-            delivery[1] if delivery else _only_forum(db, address))
-        if delivery is None and not _is_member(db, address, forum):
-            log.info("bounce names %s, who is no member and was sent nothing; ignored", address)
-            continue
-        code, detail = reports.get(address, (None, "reported by a bounce message"))
-        if delivery is not None:  # a batch's other recipients stay sent
-            delivery = (split_off(db, delivery[0], address) or delivery[0], delivery[1])
-            db.execute("UPDATE deliveries SET status = 'bounced', last_error = ? WHERE id = ?",
-                       [f"bounced later: {detail}"[:300], delivery[0]])
-        record_bounce(db, delivery[0] if delivery else None, address, code, detail, now,
-                      forum_id=forum)
-        recorded.append(address)
-    return recorded
+    delivery_id = found[1]
+    row = db.execute("SELECT d.recipient, b.forum_id, f.slug FROM delivery_recipients d "
+                     "JOIN bodies b ON b.id = d.body_id JOIN forums f ON f.id = b.forum_id "
+                     "WHERE d.id = ?", [delivery_id]).fetchone()
+    if row is None or row[2] != slug:
+        log.info("bounce for delivery %s of %s: no such delivery any more; not counted",
+                 delivery_id, slug)
+        return []
+    address, forum_id = row[0], row[1]
+    code, detail = reports.get(address, (None, "reported by a delivery status notification"))
+    db.execute("UPDATE deliveries SET status = 'bounced', last_error = ? WHERE id = ?",
+               [f"bounced later: {detail}"[:300], delivery_id])
+    record_bounce(db, delivery_id, address, code, detail, now, forum_id=forum_id,
+                  stale_seconds=site.settings.bounces.seconds("stale_after"))
+    from listserv.delivery.bounce_actions import act_on_member
+    act_on_member(db, site, forum_id, address, _moment(now))
+    return [address]
 
 
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _last_sent(db, address: str, forum_id: int | None) -> tuple[int, int | None] | None:
-    """The latest delivery 'sent' to `address` (on `forum_id` when given), alone
-    or in a batch."""
-    sql = ("SELECT d.id, b.forum_id FROM delivery_recipients d JOIN bodies b "
-           "ON b.id = d.body_id WHERE d.recipient = ? AND d.status = 'sent'")
-    params: list = [address]
-    if forum_id is not None:
-        sql += " AND b.forum_id = ?"
-        params.append(forum_id)
-    row = db.execute(sql + " ORDER BY d.id DESC LIMIT 1", params).fetchone()
-    return (row[0], row[1]) if row else None
-
-
-def _only_forum(db, address: str) -> int | None:
-    """The forum `address` is a member of, when there is exactly one."""
-    rows = db.execute("SELECT forum_id FROM members WHERE address = ? LIMIT 2",
-                      [address]).fetchall()
-    return rows[0][0] if len(rows) == 1 else None
-
-
-def _is_member(db, address: str, forum_id: int | None) -> bool:
-    if forum_id is None:
-        sql, params = "SELECT 1 FROM members WHERE address = ?", [address]
-    else:
-        sql, params = "SELECT 1 FROM members WHERE address = ? AND forum_id = ?", \
-            [address, forum_id]
-    return db.execute(sql, params).fetchone() is not None
-
-
-def _dsn_reports(message) -> dict[str, tuple[int | None, str]]:
-    """Per recipient of an RFC 3464 report: (SMTP code, diagnostic), best effort."""
-    reports: dict[str, tuple[int | None, str]] = {}
+def _dsn_reports(message) -> dict[str, tuple[bool, int | None, str]]:
+    """Per recipient of an RFC 3464 report: (whether it failed for good, SMTP
+    code, diagnostic), best effort."""
+    reports: dict[str, tuple[bool, int | None, str]] = {}
     try:
         for part in message.walk():
             if part.get_content_type() != "message/delivery-status":
@@ -181,7 +230,10 @@ def _dsn_reports(message) -> dict[str, tuple[int | None, str]]:
                 match = _DIAGNOSTIC.search(diagnostic)
                 code = int(match.group(1)) if match else None
                 text = diagnostic or (f"status {status}" if status else "")
-                reports[address] = (code, text or "reported by a delivery status notification")
+                action = str(block.get("Action") or "").strip().lower()
+                failed = action == "failed" or (not action and status.startswith("5"))
+                reports[address] = (failed, code,
+                                    text or "reported by a delivery status notification")
     except Exception:  # a damaged report still names its recipients through flufl
         pass
     return reports

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import logging
 import quopri
 import re
 import textwrap
-from datetime import datetime
+from datetime import datetime, timezone
 from email.header import Header
 from email.message import Message
 from email.utils import formataddr, getaddresses
@@ -28,7 +29,7 @@ import bleach
 
 from listserv.archive.keep import wants_no_archive
 from listserv.archive.links import archived_at, list_archive
-from listserv.delivery import queue
+from listserv.delivery import dmarc, queue
 from listserv.delivery.notify import forum_addresses
 from listserv.errors import MessageError
 from listserv.mail.message import (
@@ -104,15 +105,22 @@ def list_headers(forum: dict, domain: str, personal: bool,
 
 
 def render_post(raw: bytes, forum: dict, domain: str, personal: bool = False,
-                message_id: str = "", web_url: str = "", post_id: int = 0) -> bytes:
+                message_id: str = "", web_url: str = "", post_id: int = 0,
+                mitigation: str = "none", now: datetime | None = None) -> bytes:
     """The copy for `email` members; MessageError when it cannot be made safely.
-    With `post_id` it carries the Archived-At of the post's archive page."""
+    With `post_id` it carries the Archived-At of the post's archive page.
+    `mitigation` is the DMARC one (dmarc.py: 'munge', 'wrap' or 'none'); `now`
+    dates a post that came without a Date."""
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        if mitigation == "wrap":  # the post as it came, its own signature intact
+            message = dmarc.wrap(message, forum, domain)
         for name in STRIPPED_HEADERS:
             del message[name]
         if message_id and not message.get("Message-ID"):
             message["Message-ID"] = f"<{message_id}>"
+        if not message.get("Date"):
+            message["Date"] = email.utils.format_datetime(now or datetime.now(timezone.utc))
         if not message.get("MIME-Version"):
             message["MIME-Version"] = "1.0"
         subject = prefixed_subject(decode_header_text(raw_header(message, "Subject")),
@@ -120,12 +128,15 @@ def render_post(raw: bytes, forum: dict, domain: str, personal: bool = False,
         del message["Subject"]
         message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")
         _reencode_8bit_headers(message)
+        if mitigation == "munge":
+            dmarc.munge(message, forum, domain)
         for name, value in list_headers(forum, domain, personal, web_url):
             message[name] = value
         at = archived_at(forum, web_url, post_id) if post_id else ""
         if at and not wants_no_archive(message):
             message["Archived-At"] = at
-        _normalise_parts(message, forum.get("content", "html"))
+        if mitigation != "wrap":
+            _normalise_parts(message, forum.get("content", "html"))
     except MessageError:
         raise
     except Exception as error:  # the email package raising on hostile structure
@@ -239,12 +250,18 @@ def _describe(part: Message) -> str:
 
 
 def lowband_message(text: str, forum: dict, domain: str, message_id: str, part: int,
-                    parts: int, web_url: str = "") -> bytes:
-    """A lowband part as a small plain-text message with the list headers."""
+                    parts: int, web_url: str = "", sender: str = "",
+                    now: datetime | None = None) -> bytes:
+    """A lowband part as a small plain-text message with the list headers;
+    `sender` replaces the author's From (DMARC mitigation: dmarc.py)."""
     head, _, body = text.partition("\n\n")
     fields = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
     message = email.message.EmailMessage(policy=email.policy.SMTP)
-    message["From"] = fields.get("From", forum_addresses(forum["slug"], domain)["post"])
+    message["From"] = sender or fields.get("From", forum_addresses(forum["slug"], domain)["post"])
+    if sender and fields.get("From"):
+        message["Reply-To"] = fields["From"]
+        message["Author"] = fields["From"]
+    message["Date"] = email.utils.format_datetime(now or datetime.now(timezone.utc))
     subject = fields.get("Subject", f"[{forum['slug']}]")
     message["Subject"] = subject if parts == 1 else f"{subject} ({part}/{parts})"
     message["Message-ID"] = f"<lowband{part}.{message_id}>" if message_id \
@@ -258,14 +275,16 @@ def lowband_message(text: str, forum: dict, domain: str, message_id: str, part: 
 
 
 def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, budget: int,
-                    personal: bool, now: datetime, batch: int = 1, web_url: str = "") -> int:
+                    personal: bool, now: datetime, batch: int = 1, web_url: str = "",
+                    mitigation: str = "none") -> int:
     """Store the copies and queue them to every `each` member, in rows of up to
     `batch` members of one domain (1 for personal copies); returns the
-    recipients queued."""
+    recipients queued. `mitigation`: DMARC's (dmarc.py), for every copy."""
     batch = 1 if personal else batch
     sender = forum_addresses(forum["slug"], domain)["bounces"]
     ref = f"post:{post['id']}"
-    copy = render_post(raw, forum, domain, personal, post["header_id"], web_url, post["id"])
+    copy = render_post(raw, forum, domain, personal, post["header_id"], web_url, post["id"],
+                       mitigation, now)
     body_id = queue.store_body(db, ref, copy, now, forum["id"], personal)
     queued = queue.enqueue_members(db, ref, body_id, sender, now, forum_id=forum["id"],
                                    mode="each", profile="email", batch=batch)
@@ -275,8 +294,12 @@ def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, bud
         parts = render_lowband(raw, forum, domain, budget)
         for number, text in enumerate(parts, 1):
             part_ref = f"{ref}:lowband:{number}"
+            author = ""
+            if mitigation != "none":
+                author = dmarc.munged_from(email.message_from_bytes(
+                    raw, policy=email.policy.compat32), forum, domain)
             data = lowband_message(text, forum, domain, post["header_id"], number, len(parts),
-                                   web_url)
+                                   web_url, author, now)
             part_id = queue.store_body(db, part_ref, data, now, forum["id"])
             queued += queue.enqueue_members(db, part_ref, part_id, sender, now,
                                             forum_id=forum["id"], mode="each",

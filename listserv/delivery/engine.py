@@ -32,6 +32,7 @@ recipients handed over and not yet recorded, with its own, would pass
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import re
 import time
@@ -40,7 +41,8 @@ from datetime import datetime
 from functools import partial
 
 from listserv.delivery.bounces import verp_sender
-from listserv.delivery.handover import Local, Remote, Skipped
+from listserv.delivery.dkim import crlf, load_signer
+from listserv.delivery.handover import Local, Remote, Skipped, personal_copy
 from listserv.delivery.outbox import make_outbox
 from listserv.delivery.rows import (
     Body,
@@ -123,9 +125,10 @@ class Engine:
         smtp = own_process and self.router.destinations != {MAILDIR}
         if MAILDIR in self.router.destinations:  # before the first copy, not by it
             make_outbox(site.outbox)
+        self.signer = load_signer(site.folder, settings)  # ConfigError: a key is missing or bad
         self.handover = (Remote if smtp else Local)(delivery.helo or settings.domain,
                                                     delivery.timeout_seconds, self.concurrency,
-                                                    secure_destinations(site))
+                                                    secure_destinations(site), self.signer)
         self.stopping = False
         self.claiming: asyncio.Task | None = None
         self.unrecorded = 0  # outcomes not yet committed (being written)
@@ -258,6 +261,8 @@ class Engine:
             verp=self.verp, limits=limits, known=frozenset(self.bodies))
         for body_id, body in bodies.items():
             if body_id in self.bodies:
+                if self.bodies[body_id].personal != body.personal:
+                    self.bodies[body_id].ready = None  # signed for the other kind of copy
                 self.bodies[body_id].personal = body.personal
             else:
                 self._cache(body_id, body)
@@ -415,16 +420,18 @@ class Engine:
         if not recipients:
             return _by_row(group, ended, outcome)
         sender = group.sender
-        if self.verp:
-            sender = verp_sender(sender, recipients[0], self.domain)
+        if (self.verp or body.personal) and len(group.recipients) == 1:  # its own address
+            sender = verp_sender(self.site.secret, sender, group.ids[0], self.domain)
         prefix = b""
         if body.personal and body.slug:
             prefix = personal_headers(self.site.secret, self.web_url, body.slug, self.domain,
                                       recipients[0])
+        raw, sign = self._prepared(body), bool(self.signer and body.personal)
         if group.destination == MAILDIR:
             try:
-                await asyncio.to_thread(write_outbox, self.site.outbox, prefix + body.raw,
-                                        sender, recipients)
+                await asyncio.to_thread(write_outbox, self.site.outbox,
+                                        personal_copy(self.signer if sign else None, prefix,
+                                                      raw), sender, recipients)
             except OSError as error:
                 ended.update((r, ("defer", f"cannot write the outbox: {error}"))
                              for r in recipients)
@@ -432,7 +439,7 @@ class Engine:
         try:
             handover = await self.handover.transact(
                 group.destination, self.cap(group.destination), sender, recipients,
-                group.body_id, prefix, body.raw)
+                group.body_id, prefix, raw, sign)
         except Skipped as error:  # its destination failed just now: wait with it
             until = self.down.get(group.destination, (now + self.policy.retry[0], ""))[0]
             outcome.postponed = (group.ids, until, str(error))  # untried: all wait
@@ -465,6 +472,17 @@ class Engine:
         outcome.down = (destination, until, why)
         log.warning("destination %s is unavailable until %s: %s", destination,
                     time.strftime("%H:%M:%S", time.localtime(until)), why)
+
+    def _prepared(self, body: Body) -> bytes:
+        """The body as it goes out: CRLF line ends and, when copies are identical,
+        DKIM-signed once (a personal copy is signed as a whole at hand-over)."""
+        if body.ready is None:
+            raw = dated(body.raw, self.domain, self.clock())
+            raw = crlf(raw) if self.signer else raw
+            if self.signer and not body.personal:
+                raw = self.signer.sign(raw) + raw
+            body.ready = raw
+        return body.ready
 
     async def _body(self, body_id: int) -> Body | None:
         body = self.bodies.get(body_id)
@@ -527,6 +545,22 @@ def _by_row(group: Group, ended: dict[str, tuple], outcome: Outcome) -> Outcome:
             else:
                 outcome.bounced += [(target, r, kind[1], kind[2]) for target, r in entries]
     return outcome
+
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+def dated(raw: bytes, domain: str, now: float) -> bytes:
+    """`raw` with a Date and a Message-ID on top when its header has none (mail
+    passed on as it came, e.g. to facilitators, may lack them)."""
+    end = _HEAD_END.search(raw)
+    head = raw[:end.start()] if end else raw
+    missing = b""
+    if not re.search(rb"(?im)^date[ \t]*:", head):
+        missing += f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n".encode()
+    if not re.search(rb"(?im)^message-id[ \t]*:", head):
+        missing += f"Message-ID: {email.utils.make_msgid(domain=domain)}\r\n".encode()
+    return missing + raw if missing else raw
 
 
 _PLAIN = re.compile(r"[^@<>\s\x00-\x1f\x7f]+@[^@<>\s\x00-\x1f\x7f]+")

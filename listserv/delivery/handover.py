@@ -17,9 +17,10 @@ The child reads and writes no database and no files; it only speaks SMTP. It
 is told everything over a socket pair in length-prefixed pickled frames
 (parent and child are the same program, so the frames are trusted):
 
-    parent -> child  ("body", id, bytes)    keep this body until told to forget it
+    parent -> child  ("signer", Signer)     DKIM keys for the copies to sign (or None)
+                     ("body", id, bytes)    keep this body until told to forget it
                      ("forget", id)
-                     ("send", job, destination, cap, sender, recipients, id, prefix)
+                     ("send", job, destination, cap, sender, recipients, id, prefix, sign)
                      ("cancel", job)        abandon that transaction
                      ("prune",)             close connections idle too long
     child -> parent  ("done", job, Handover)
@@ -33,6 +34,11 @@ per connection), which wait in the child in the order they came. So when a
 transaction ends, the connection's next one starts at once, without waiting
 for the parent to hear of it and answer. When a destination fails, the jobs
 waiting for it are handed back as skipped rather than tried again.
+
+A personal copy (its own header lines in `prefix`) is DKIM-signed where it is
+put together, here at hand-over time: in the child, on its own core, when
+there is one (`sign`); a body that is the same for every copy comes already
+signed once.
 
 The parent decides which bodies the child keeps (at most `BODY_BYTES`), so
 each body crosses the socket once however many transactions carry it. The
@@ -57,9 +63,13 @@ import subprocess
 import sys
 from collections import Counter, OrderedDict, deque
 from itertools import count
+from typing import TYPE_CHECKING
 
 from listserv.delivery.smarthost import Secure
 from listserv.delivery.smtpout import Handover, Pool, Unavailable
+
+if TYPE_CHECKING:  # the child imports dkimpy only when it is sent keys to sign with
+    from listserv.delivery.dkim import Signer
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +103,14 @@ class Local:
     ahead = 0  # the caller starts each transaction itself
 
     def __init__(self, helo: str, timeout: float, concurrency: int,
-                 secure: dict[str, Secure] | None = None):
+                 secure: dict[str, Secure] | None = None, signer: Signer | None = None):
         self.pool = Pool(helo, timeout, secure)
+        self.signer = signer
 
     async def transact(self, destination: str, cap: int, sender: str, recipients: list[str],
-                       body_id: int, prefix: bytes, raw: bytes) -> Handover:
-        return await self.pool.transact(destination, sender, recipients, prefix + raw)
+                       body_id: int, prefix: bytes, raw: bytes, sign: bool = False) -> Handover:
+        return await self.pool.transact(destination, sender, recipients,
+                                        personal_copy(self.signer if sign else None, prefix, raw))
 
     def prune(self) -> None:
         self.pool.prune()
@@ -113,9 +125,10 @@ class Remote:
     ahead = AHEAD
 
     def __init__(self, helo: str, timeout: float, concurrency: int,
-                 secure: dict[str, Secure] | None = None):
+                 secure: dict[str, Secure] | None = None, signer: Signer | None = None):
         self.helo, self.timeout, self.concurrency = helo, timeout, concurrency
         self.secure = secure or {}  # paths, never a password, go on the command line
+        self.signer = signer
         self.proc: subprocess.Popen | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader_task: asyncio.Task | None = None
@@ -139,6 +152,7 @@ class Remote:
         finally:
             theirs.close()
         reader, self.writer = await asyncio.open_connection(sock=ours)
+        self._send(("signer", self.signer))
         self.sent.clear()
         self.sent_bytes = 0
         self.reader_task = asyncio.create_task(self._read(reader, self.writer, self.proc),
@@ -191,7 +205,7 @@ class Remote:
             self._send(("forget", old))
 
     async def transact(self, destination: str, cap: int, sender: str, recipients: list[str],
-                       body_id: int, prefix: bytes, raw: bytes) -> Handover:
+                       body_id: int, prefix: bytes, raw: bytes, sign: bool = False) -> Handover:
         async with self.starting:  # one child, however many transactions want it
             if self.writer is None:
                 await self._start()
@@ -199,7 +213,7 @@ class Remote:
         future = asyncio.get_running_loop().create_future()
         self.jobs[job] = future
         self._keep(body_id, raw)
-        self._send(("send", job, destination, cap, sender, recipients, body_id, prefix))
+        self._send(("send", job, destination, cap, sender, recipients, body_id, prefix, sign))
         try:
             return await future
         except asyncio.CancelledError:
@@ -224,6 +238,13 @@ class Remote:
                 await self.reader_task
 
 
+def personal_copy(signer: Signer | None, prefix: bytes, raw: bytes) -> bytes:
+    """A copy's own header lines on top of the shared body, DKIM-signed when a
+    signer is given (the signature covers those lines: RFC 8058 §4)."""
+    data = prefix + raw
+    return signer.sign(data) + data if signer is not None else data
+
+
 # -- the child ---------------------------------------------------------------------
 
 def _die_with_parent(parent: int) -> None:
@@ -241,9 +262,11 @@ async def _child(fd: int, helo: str, timeout: float, concurrency: int,
     reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
     pool = Pool(helo, timeout, secure)
     bodies: dict[int, bytes] = {}
+    signer: Signer | None = None
     running: dict[int, asyncio.Task] = {}
     active: Counter = Counter()  # running transactions per destination
-    waiting: deque[tuple] = deque()  # (job, destination, cap, sender, recipients, id, prefix)
+    waiting: deque[tuple] = deque()  # (job, destination, cap, sender, recipients, id,
+    #                                    prefix, sign)
 
     def pump() -> None:
         """Start waiting jobs, in order, as far as the limits allow."""
@@ -268,15 +291,16 @@ async def _child(fd: int, helo: str, timeout: float, concurrency: int,
         waiting.clear()
         waiting.extend(kept)
 
-    async def send(job, destination, cap, sender, recipients, body_id, prefix) -> None:
+    async def send(job, destination, cap, sender, recipients, body_id, prefix, sign) -> None:
         try:
             raw = bodies.get(body_id)
             if raw is None:
                 reply = ("error", job, f"body {body_id} was not handed over first")
             else:
+                data = personal_copy(signer if sign else None, prefix, raw)
                 try:
                     reply = ("done", job, await pool.transact(destination, sender,
-                                                              recipients, prefix + raw))
+                                                              recipients, data))
                 except Unavailable as error:
                     reply = ("unavailable", job, str(error))
             writer.write(_frame(reply))
@@ -299,6 +323,8 @@ async def _child(fd: int, helo: str, timeout: float, concurrency: int,
             pump()
         elif kind == "body":
             bodies[message[1]] = message[2]
+        elif kind == "signer":
+            signer = message[1]
         elif kind == "forget":
             bodies.pop(message[1], None)
         elif kind == "cancel":

@@ -57,12 +57,13 @@ def send_template(db, site, name: str, *, to: str, language: str, ref: str, now:
     subject, body = render_mail(site.active_templates, name, language, **full)
     return send_text(db, site, to=to, subject=subject, text=body, ref=ref, now=now,
                      forum=forum, reply_to=reply_to, in_reply_to=in_reply_to,
-                     attachments=attachments)
+                     attachments=attachments, language=language)
 
 
 def send_text(db, site, *, to: str, subject: str, text: str, ref: str, now: datetime,
               forum: dict | None = None, reply_to: str = "", in_reply_to: str = "",
-              attachments: list[Message] | None = None, sender: str = "") -> int:
+              attachments: list[Message] | None = None, sender: str = "",
+              language: str = "") -> int:
     """Queue a text we already have (a fetched document, a rendered template)
     to `to`, with the same headers as send_template; returns rows queued.
     `sender` replaces the From address (the forum's -request, else postmaster)."""
@@ -84,5 +85,7 @@ def send_text(db, site, *, to: str, subject: str, text: str, ref: str, now: date
     message = compose(sender=sender, to=to, subject=subject, text=body,
                       domain=settings.domain, headers=headers, in_reply_to=in_reply_to,
                       attachments=attachments, now=now)
+    if language:  # RFC 3282: the language the reply or notice is written in (after
+        message["Content-Language"] = language  # the body, which clears Content-* fields)
     return queue_message(db, ref, message, [to], envelope, now,
                          forum_id=forum["id"] if forum else None)

@@ -63,7 +63,8 @@ def enqueue_members(db, ref: str, body_id: int, sender: str, now: datetime, *,
     return enqueue_select(
         db, ref, body_id, sender, now,
         "SELECT address, domain FROM members WHERE forum_id = ? AND mode = ? "
-        "AND profile = ? AND address != ?", [forum_id, mode, profile, exclude], batch=batch)
+        "AND profile = ? AND address != ? AND delivery = 'enabled'",
+        [forum_id, mode, profile, exclude], batch=batch)
 
 
 def _queued_for(db, ref: str) -> int:

@@ -69,6 +69,7 @@ class Body:
     personal: bool
     forum_id: int | None
     slug: str | None
+    ready: bytes | None = None  # as it goes out (delivery.py: CRLF, signed once if shared)
 
 
 @dataclass

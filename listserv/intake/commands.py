@@ -327,6 +327,14 @@ def _mailbox(parsed: Parsed, site, what: str, message_row_id: int) -> tuple[str,
     return clean_header_value(name, 120), address
 
 
+def _own_envelope(db, message_row_id: int, address: str) -> bool:
+    """Whether the message's envelope sender is `address` (its From): a mail
+    client's unsubscribe button sends it so; a forger writing someone else's
+    From usually does not."""
+    row = db.execute("SELECT mail_from FROM messages WHERE id = ?", [message_row_id]).fetchone()
+    return row is not None and (row[0] or "").strip("<>").lower() == address.lower()
+
+
 def handle_request(db, site, forum: dict, kind: str, parsed: Parsed, message_row_id: int,
                    now: datetime, fetch: Callable | None = None) -> None:
     """Carry out the commands of a mail to FORUM-request ("request"), FORUM-join
@@ -335,6 +343,12 @@ def handle_request(db, site, forum: dict, kind: str, parsed: Parsed, message_row
     if sender is None:
         return
     name, address = sender
+    if kind == "leave" and _own_envelope(db, message_row_id, address):
+        from listserv.intake.leaving import leave_at_once  # one mail, as unsubscribe buttons send
+        if leave_at_once(db, site, forum, address, now, "leave-address",
+                         ref=f"reply:{message_row_id}", in_reply_to=parsed.message_id):
+            log.info("message %s: %s left %s at once", message_row_id, address, forum["slug"])
+            return
     commands, unknown = parse_commands(parsed.subject, body_of(parsed.message))
     if kind == "join":
         wanted = [c for c in commands if c.name == "subscribe"]

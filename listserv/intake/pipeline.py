@@ -184,7 +184,10 @@ def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
                          extensions: Extensions, mail_from: str = "") -> None:
     from listserv.intake import commands, subscriptions
     if recipient.kind == "confirm":
-        for handler in (commands.handle_confirm, *extensions.confirm):
+        from listserv.delivery.bounce_actions import handle_reenable
+        from listserv.intake.leaving import handle_rejoin
+        for handler in (commands.handle_confirm, handle_reenable, handle_rejoin,
+                        *extensions.confirm):
             if handler(db, site, forum, recipient.detail, parsed, message_id, now):
                 return
         _reply_invalid_token(db, site, forum, parsed, message_id, now)
@@ -321,7 +324,8 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
                 distribute_post(db, post, forum, raw, domain=settings.domain,
                                 budget=settings.delivery.lowband_budget,
                                 personal=bool(settings.web.url), now=now,
-                                batch=batch_size(site), web_url=settings.web.url)
+                                batch=batch_size(site), web_url=settings.web.url,
+                                mitigation=dmarc_action(site, forum, raw))
         except MessageError as error:
             _set_aside_unrenderable(db, post, error, now)
         except Exception as error:  # not foreseen: retry a few times, then set aside
@@ -333,6 +337,25 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
                         f"{type(error).__name__}: {error}"[:500],
                         _retry_at(site, now, attempts), post["id"]])
     return len(rows)
+
+
+def pending_authors(db, limit: int = 5) -> list[str]:
+    """The domains of the authors of the next posts `distribute_pending` takes."""
+    return [row[0].rpartition("@")[2] for row in db.execute(
+        "SELECT sender FROM posts WHERE status = 'approved' ORDER BY id LIMIT ?", [limit])]
+
+
+def dmarc_action(site, forum: dict, raw: bytes) -> str:
+    """The forum's DMARC mitigation for this post (dmarc.py); an unreadable
+    From is the renderer's problem, not this one's."""
+    from listserv.delivery import dmarc
+    try:
+        message = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        return dmarc.action(site.dmarc, forum.get("dmarc", "auto"), message)
+    except Exception as error:  # never hold a post up for this
+        log.warning("DMARC mitigation of a post on %s: %s: %s; munging", forum["slug"],
+                    type(error).__name__, error)
+        return "munge"
 
 
 def _set_aside_unrenderable(db, post: dict, error: MessageError, now: datetime) -> None:

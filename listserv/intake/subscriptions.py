@@ -61,7 +61,8 @@ def leave_by_mail(db, site, forum: dict, code: str, sender: str | None, now: dat
                                          sender.lower()):
         raise TokenError("this leave address was made for another member's address; "
                          "write to the forum's -leave address to unsubscribe")
-    if unsubscribe(db, site, forum, sender, now, "one-click"):
+    from listserv.intake.leaving import leave_at_once
+    if leave_at_once(db, site, forum, sender, now, "one-click"):
         return f"{sender} has left the forum '{forum['title']}'."
     return f"{sender} is not (or no longer) a member of the forum '{forum['title']}'."
 
@@ -271,15 +272,17 @@ def pending_requests(db, forum_id: int, now: datetime) -> list[dict]:
 
 
 def unsubscribe(db, site, forum: dict, address: str, now: datetime, how: str = "email", *,
-                ref: str = "", in_reply_to: str = "") -> bool:
-    """Remove a member and say goodbye; False (and no mail) when not a member."""
+                ref: str = "", in_reply_to: str = "", rejoin_address: str = "") -> bool:
+    """Remove a member and say goodbye (with `rejoin_address`, one reply to which
+    undoes it: leaving.py); False (and no mail) when not a member."""
     member = members.find(db, forum["id"], address)
     if not member:
         return False
     members.remove(db, forum["slug"], member["address"], now=now, how=how)
     send_template(db, site, "goodbye.txt", to=member["address"], language=member["language"],
                   ref=ref or f"goodbye:{forum['id']}:{now.isoformat()}", now=now, forum=forum,
-                  in_reply_to=in_reply_to, address=member["address"], how=how)
+                  in_reply_to=in_reply_to, address=member["address"], how=how,
+                  rejoin_address=rejoin_address, reply_to=rejoin_address)
     log.info("%s left %s (%s)", member["address"], forum["slug"], how)
     return True
 
@@ -295,6 +298,7 @@ def one_click_unsubscribe(db, site, token: str, now: datetime) -> str:
     forum = find_forum(db, slug)
     if forum is None:
         raise TokenError(f"the forum '{slug}' of this link no longer exists")
-    if unsubscribe(db, site, forum, address, now, "one-click"):
+    from listserv.intake.leaving import leave_at_once
+    if leave_at_once(db, site, forum, address, now, "one-click"):
         return f"{address} has left the forum '{forum['title']}'."
     return f"{address} is not (or no longer) a member of the forum '{forum['title']}'."

@@ -103,6 +103,12 @@ class Site:
                 handle.write(secrets.token_hex(32))
         return bytes.fromhex(path.read_text().strip())
 
+    @cached_property
+    def dmarc(self):
+        """Posters' DMARC policies, cached for their TTL while the site is open."""
+        from listserv.delivery.dmarc import Policies
+        return Policies(self.settings.dns)
+
     # -- writing -------------------------------------------------------------
     def start_writer(self) -> None:
         self.db  # migrate before the writer opens its own connection

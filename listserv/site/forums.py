@@ -18,8 +18,9 @@ DIGESTS = ("daily", "weekly", "never")
 SUBSCRIPTIONS = ("open", "approve")
 CONTENT = ("html", "text")
 ARCHIVES = ("public", "members", "none")  # who may read what was said: see listserv/archive/
+DMARC = ("auto", "munge", "wrap", "none")
 EDITABLE = ("title", "path", "language", "policy", "charter", "digest", "subscription",
-            "content", "description", "archive_url", "archive")
+            "content", "description", "archive_url", "archive", "dmarc")
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -46,6 +47,8 @@ def _check_fields(fields: dict, languages: tuple[str, ...]) -> dict:
         _choice(fields["content"], CONTENT, "content policy")
     if "archive" in fields:
         _choice(fields["archive"], ARCHIVES, "archive policy")
+    if "dmarc" in fields:
+        _choice(fields["dmarc"], DMARC, "DMARC mitigation")
     if "language" in fields and fields["language"] not in languages:
         raise ListservError(f"'{fields['language']}' is not one of the site's languages "
                             f"({', '.join(languages)}); add it to [site] languages first")
@@ -62,7 +65,8 @@ def create(db, slug: str, *, title: str, path: str, now: datetime,
            languages: tuple[str, ...] = ("en", "fr", "es", "pt"), language: str = "en",
            policy: str = "members", facilitators: tuple[str, ...] = (), charter: bool = True,
            digest: str = "weekly", subscription: str = "open", content: str = "html",
-           description: str = "", archive: str | None = None) -> dict:
+           description: str = "", archive: str | None = None,
+           dmarc: str = "auto") -> dict:
     """Create a forum; AlreadyExists when the slug is taken. Its archive is
     `public` when anyone may subscribe, else `members`, unless `archive` says."""
     try:
@@ -73,7 +77,7 @@ def create(db, slug: str, *, title: str, path: str, now: datetime,
     fields = _check_fields({"title": title, "path": path, "language": language,
                             "policy": policy, "charter": charter, "digest": digest,
                             "subscription": subscription, "content": content,
-                            "description": description,
+                            "description": description, "dmarc": dmarc,
                             "archive": archive or ("public" if subscription == "open"
                                                    else "members")}, languages)
     with db.atomic():

@@ -3,8 +3,9 @@
 Writes `listserv.toml` (the shipped `config/listserv.toml` with the domain
 and role filled in), `templates/` with a README on overrides, `charter/`
 with the shipped charter text of each site language, `data/` with the
-database and the site secret, and a `.gitignore` that keeps `data/` out of
-version control. `--demo` adds three sample forums, one on each path, with
+database, the site secret and the DKIM keys (RSA-2048 for the selector it
+writes into `[dkim]`, and an Ed25519 one ready to be used), and a
+`.gitignore` that keeps `data/` out of version control. `--demo` adds three sample forums, one on each path, with
 a facilitator and a few members already confirmed. Will not touch an
 existing site: a folder with a `listserv.toml` or a `data/` is refused.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from listserv.delivery.dkim import new_key, signing_keys
 from listserv.errors import AlreadyExists, ConfigError, ListservError
 from listserv.site import forums, members
 from listserv.site.folder import Site
@@ -99,19 +101,23 @@ class Created:
     forums: list[str] = field(default_factory=list)
 
 
-def render_config(domain: str | None = None, role: str | None = None) -> str:
-    """The shipped configuration text with [site] domain and role filled in."""
+def render_config(domain: str | None = None, role: str | None = None,
+                  selector: str | None = None) -> str:
+    """The shipped configuration text with [site] domain and role and [dkim]
+    selector filled in."""
     text = (shipped_dir("config") / "listserv.toml").read_text(encoding="utf-8")
     if domain is not None:
         text = _set_site_key(text, "domain", domain)
     if role is not None:
         text = _set_site_key(text, "role", role)
+    if selector is not None:
+        text = _set_site_key(text, "selector", selector, section="[dkim]")
     return text
 
 
-def _set_site_key(text: str, key: str, value: str) -> str:
+def _set_site_key(text: str, key: str, value: str, section: str = "[site]") -> str:
     """Replace `key = "..."` in the [site] section, keeping every comment."""
-    head, sep, rest = text.partition("[site]")
+    head, sep, rest = text.partition(section)
     pattern = re.compile(rf'^{key}\s*=\s*"[^"\n]*"', re.MULTILINE)
     rest, found = pattern.subn(f'{key} = "{value}"', rest, count=1)
     if not found:  # the shipped file always has the key; be safe anyway
@@ -143,7 +149,7 @@ def init_site(folder: Path, *, now: datetime, domain: str | None = None,
                             f"exists); choose another folder or remove it first")
     if folder.exists() and not folder.is_dir():
         raise ListservError(f"{folder} exists and is not a folder")
-    text = render_config(domain, role)
+    text = render_config(domain, role, selector=f"ls{now:%Y%m}")
     if demo:  # the demo's archives, directory and initiatives bank, served by `serve`
         text = text.replace('\nurl = ""\n', f'\nurl = "{DEMO_WEB}"\n', 1)
     try:
@@ -166,6 +172,11 @@ def init_site(folder: Path, *, now: datetime, domain: str | None = None,
     site = Site(folder)
     site.db  # creates and migrates the database
     site.secret  # creates the key for signed links, readable by its owner only
+    for _selector, algorithm, path in signing_keys(folder, settings.dkim):
+        new_key(path, algorithm)  # the RSA key of [dkim] selector, readable by its owner only
+    ed25519_key = folder / settings.dkim.ed25519_key_file
+    if not ed25519_key.exists():  # ready for [dkim] ed25519_selector
+        new_key(ed25519_key, "ed25519")
     if demo:
         created.forums = add_demo(site, now)
     site.db.conn.close()

@@ -93,7 +93,8 @@ def iter_members(db, slug: str, batch: int = 1000) -> Iterator[dict]:
     while True:
         rows = list(db.query(
             "SELECT address, name, language, mode, profile, region, joined_at, "
-            "charter_accepted_at FROM members WHERE forum_id = ? AND address > ? "
+            "charter_accepted_at, delivery, bounce_score FROM members "
+            "WHERE forum_id = ? AND address > ? "
             "ORDER BY address LIMIT ?", [forum["id"], last, batch]))
         if not rows:
             return

@@ -217,6 +217,11 @@ class WebSection:
     def check(self, key: str) -> None:
         if key == "url" and self.url and not re.match(r"^https?://[^\s/]+(/\S*)?$", self.url):
             raise ValueError(f"'{self.url}' must be an address like 'https://lists.example.org'")
+        if key == "url" and self.url.startswith("http://") and not re.match(
+                r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?(/|$)", self.url):
+            raise ValueError(f"'{self.url}' must be https (RFC 8058 one-click unsubscribe "
+                             f"needs it; http only for localhost), e.g. "
+                             f"'https://lists.example.org'")
         if key == "listen":
             parse_hostport(self.listen)
 
@@ -406,6 +411,82 @@ class LogSection:
                                  f"'daemon', 'mail' or 'local0'")
 
 
+_SELECTOR = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class DkimSection:
+    """DKIM signing of everything the site sends (see dkim.py)."""
+
+    domain: str = ""
+    selector: str = ""
+    key_file: str = "data/dkim.key"
+    next_selector: str = ""
+    next_key_file: str = ""
+    ed25519_selector: str = ""
+    ed25519_key_file: str = "data/dkim-ed25519.key"
+
+    def check(self, key: str) -> None:
+        value = getattr(self, key)
+        if key == "domain" and value and not _DOMAIN.match(value):
+            raise ValueError(f"'{value}' is not a mail domain, e.g. 'lists.example.org'")
+        if key.endswith("selector") and value and not _SELECTOR.match(value):
+            raise ValueError(f"'{value}' must be one DNS label of letters, digits and "
+                             f"hyphens, e.g. 'ls2026'")
+        if key == "next_selector" and value and not self.next_key_file:
+            raise ValueError("needs [dkim] next_key_file, the key of the new selector")
+        if key == "next_selector" and value and value == self.selector:
+            raise ValueError(f"'{value}' is already [dkim] selector; rotation needs another")
+        if key == "ed25519_selector" and value and not self.selector:
+            raise ValueError("needs [dkim] selector too: receivers that do not know "
+                             "Ed25519 (RFC 8463) still need the RSA signature")
+
+    def signing_domain(self, site_domain: str) -> str:
+        return self.domain or site_domain
+
+
+@dataclass(frozen=True)
+class DnsSection:
+    """How the site asks DNS (DKIM checks, DMARC policies)."""
+
+    nameservers: tuple[str, ...] = ()
+    timeout: str = "2s"
+
+    def check(self, key: str) -> None:
+        if key == "nameservers":
+            for item in self.nameservers:
+                parse_hostport(item)
+        if key == "timeout" and not 1 <= parse_duration(self.timeout) <= 30:
+            raise ValueError("must be between '1s' and '30s'")
+
+    @property
+    def timeout_seconds(self) -> int:
+        return parse_duration(self.timeout)
+
+
+@dataclass(frozen=True)
+class BouncesSection:
+    """What permanent delivery failures do to a member (see bounce_actions.py)."""
+
+    threshold: int = 5
+    stale_after: str = "7d"
+    warnings: int = 3
+    warning_interval: str = "7d"
+    check_every: str = "15m"
+
+    def check(self, key: str) -> None:
+        if key == "threshold" and not 1 <= self.threshold <= 100:
+            raise ValueError("must be between 1 and 100 (days with a bounce)")
+        if key == "warnings" and not 0 <= self.warnings <= 20:
+            raise ValueError("must be between 0 and 20")
+        if key in ("stale_after", "warning_interval", "check_every") and \
+                parse_duration(getattr(self, key)) < 1:
+            raise ValueError("must be at least '1s'")
+
+    def seconds(self, key: str) -> int:
+        return parse_duration(getattr(self, key))
+
+
 SECTIONS = {
     "site": SiteSection,
     "smtp": SmtpSection,
@@ -417,6 +498,11 @@ SECTIONS = {
     "digest": DigestSection,
     "templates": TemplatesSection,
     "log": LogSection,
+
+
+    "dkim": DkimSection,
+    "dns": DnsSection,
+    "bounces": BouncesSection,
 }
 
 
@@ -432,6 +518,11 @@ class Settings:
     digest: DigestSection = field(default_factory=DigestSection)
     templates: TemplatesSection = field(default_factory=TemplatesSection)
     log: LogSection = field(default_factory=LogSection)
+
+
+    dkim: DkimSection = field(default_factory=DkimSection)
+    dns: DnsSection = field(default_factory=DnsSection)
+    bounces: BouncesSection = field(default_factory=BouncesSection)
     source: str = "listserv.toml"
 
     @property

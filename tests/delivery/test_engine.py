@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from helpers import free_port, running_sink, write_site
 
+from listserv.delivery.bounces import read_bounce_token
 from listserv.delivery.engine import (
     deliver_pending,
     personal_headers,
@@ -417,10 +418,13 @@ def test_verp_gives_each_recipient_an_envelope_sender_of_their_own(tmp_path, sin
     site = Site(write_site(tmp_path / "site", sink.port, extra="verp = true\n"))
     queue(site, now, ["ana@example.org", "ben+news@example.org"])
     deliver_pending(site, now)
-    envelopes = sorted((caught.mail_from, tuple(caught.rcpt_tos)) for caught in sink.caught)
-    assert envelopes == [
-        ("peace-bounces+ana=example.org@lists.example.org", ("ana@example.org",)),
-        ("peace-bounces+ben+news=example.org@lists.example.org", ("ben+news@example.org",))]
+    assert sorted(len(caught.rcpt_tos) for caught in sink.caught) == [1, 1]
+    for caught in sink.caught:  # FORUM-bounces+TOKEN: the token names this copy's row
+        local, _, domain = caught.mail_from.partition("@")
+        slug, row_id = read_bounce_token(site.secret, local)
+        (recipient,) = site.db.execute("SELECT recipient FROM deliveries WHERE id = ?",
+                                       [row_id]).fetchone()
+        assert (slug, domain, [recipient]) == ("peace", "lists.example.org", caught.rcpt_tos)
 
 
 def test_personal_bodies_carry_each_recipients_own_unsubscribe_links(tmp_path, sink, now):

@@ -176,6 +176,12 @@ def test_each_hostile_file_gets_its_defined_outcome(served, name):
         rows = query(site, "SELECT recipient FROM bounces WHERE recipient = ?",
                      (spec["bounce_for"],))
         assert rows, f"no bounce recorded for {spec['bounce_for']}"
+    elif outcome == "bounce-not-counted":
+        assert status is None
+        time.sleep(0.5)
+        assert query(site, "SELECT count(*) FROM bounces") == [(0,)]
+        assert query(site, "SELECT bounce_score FROM members WHERE address = ?",
+                     (spec["bounce_for"],)) == [(0,)]
     elif outcome == "command":
         sender = spec["smtp"]["mail_from"]
         deadline = time.monotonic() + 20

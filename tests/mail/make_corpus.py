@@ -30,6 +30,7 @@ ANA = "ana@example.org"
 MALLORY = "mallory@example.net"
 DATE = "Mon, 23 Nov 2026 09:00:00 +0000"
 OUTCOMES = ("distribute", "hold", "refuse", "drop-silently-logged", "bounce-recorded",
+            "bounce-not-counted",
             "no-reply", "reply", "command", "smtp-error")
 CHECKS = ("subject", "absent_headers", "not_in_headers", "in_body", "html_safe",
           "never_to", "bounce_for", "smtp_code", "after", "still_member")
@@ -636,19 +637,20 @@ def bounce_to_post():
                 f"Date: {DATE}", "Message-ID: <ana-cc-carol.corpus@example.org>"])
 
 
-@sample("bounce-user-unknown.eml", "bounce-recorded",
-        "a 5.1.1 'user unknown' DSN for ben@example.org sent to peace-bounces: recorded "
-        "as a permanent bounce against ben's membership of peace; nothing distributed "
-        "or answered", mail_from="", rcpt_tos=(BOUNCES,), bounce_for="ben@example.org")
+@sample("bounce-user-unknown.eml", "bounce-not-counted",
+        "a 5.1.1 'user unknown' DSN for ben@example.org sent to the bare peace-bounces "
+        "address: it carries no token of a delivery of ours, so anyone could have sent it; "
+        "it changes no member, and nothing is distributed or answered", mail_from="",
+        rcpt_tos=(BOUNCES,), bounce_for="ben@example.org")
 def bounce_user_unknown():
     return dsn("bounce-user-unknown", BOUNCES, "ben@example.org", "5.1.1",
                "550 5.1.1 <ben@example.org>: Recipient address rejected: User unknown",
                OUR_COPY)
 
 
-@sample("bounce-verp.eml", "bounce-recorded",
-        "a DSN to the VERP address peace-bounces+ben=example.org@...; the report names "
-        "only a forwarding address, so the VERP address alone says it was ben",
+@sample("bounce-verp.eml", "bounce-not-counted",
+        "a DSN to an old-style, unsigned VERP address peace-bounces+ben=example.org@...: "
+        "the address names ben but carries no valid token, so it changes no member",
         mail_from="", rcpt_tos=("peace-bounces+ben=example.org@lists.example.org",),
         bounce_for="ben@example.org")
 def bounce_verp():

@@ -57,7 +57,9 @@ def contexts(site, forum) -> dict[str, list[dict]]:
             {**base, **settings, "member_name": "Ana", "charter_accepted_at": "2026-11-23 09:00"},
             {**base, "mode": "nomail", "profile": "email", "member_language": "es",
              "member_name": "", "charter_accepted_at": ""}],
-        "goodbye.txt": [{**base, "how": "one-click"}],
+        "goodbye.txt": [{**base, "how": "one-click", "rejoin_address": ""},
+                        {**base, "how": "one-click",
+                         "rejoin_address": "peace-confirm+abc@lists.example.org"}],
         "token-invalid.txt": [
             *({**base, "problem": problem, "reason": problem}
               for problem in ("used", "expired", "wrong-address", "wrong-forum", "unknown")),
@@ -67,6 +69,20 @@ def contexts(site, forum) -> dict[str, list[dict]]:
         "notice-rejected.txt": [{**base, "subject": "Water", "reason": "Off topic"},
                                 {**base, "subject": "", "reason": ""}],
         "post-refused.txt": [{**base, "subject": "Water", "reason": "members only"}],
+        "bounce-warning.txt": [
+            {**base, "number": n, "warnings": 3, "last": n == 3, "score": 5,
+             "confirm_address": "peace-confirm+abc@lists.example.org", "removal": "2026-12-21"}
+            for n in (1, 3)],
+        "bounce-enabled.txt": [base],
+        "bounce-summary.txt": [
+            {**base, "owner": "peace-owner@lists.example.org",
+             "disabled": [{"address": "ben@example.org", "at": "2026-11-23T09:00:00+00:00",
+                           "detail": "score 5"}],
+             "removed": [{"address": "cleo@example.org", "at": "2026-11-22T09:00:00+00:00",
+                          "detail": "after 3 notices"}]},
+            {**base, "owner": "peace-owner@lists.example.org", "disabled": [], "removed": [
+                {"address": "cleo@example.org", "at": "2026-11-22T09:00:00+00:00",
+                 "detail": ""}]}],
         **moderation_samples(base),
         **relay_samples(base),
         **mail_samples(site),  # digests/: What's New, initiatives, digests, template edits
