@@ -75,7 +75,15 @@ def editable_names() -> frozenset[str]:
     shipped = shipped_dir("templates")
     return frozenset(path.name for folder in shipped.iterdir() if folder.is_dir()
                      for path in folder.iterdir()
-                     if path.is_file() and path.name not in NOT_EDITABLE)
+                     if path.is_file() and path.name not in NOT_EDITABLE
+                     and not is_web_page(path.name))
+
+
+def is_web_page(name: str) -> bool:
+    """The archive's page templates (archive-*.html) make web pages, not mail:
+    the mail rules (no forms, no <link>, no class) do not apply to them, and
+    they are not edited by email."""
+    return name.startswith("archive-") and name.endswith(".html")
 
 
 def shipped_source(name: str, language: str) -> str | None:
