@@ -21,6 +21,7 @@ from datetime import datetime
 from listserv.archive.keep import parse_ref
 from listserv.archive.pages import tree_order
 from listserv.archive.search import SearchError, clip, search
+from listserv.delivery.dkim import signature_room
 from listserv.delivery.notify import send_text
 from listserv.mail.templates import render_mail
 from listserv.site import members
@@ -163,7 +164,7 @@ def send_document(db, site, *, to: str, found: tuple[str, str], ref: str, now: d
     """Queue a fetched document to `to`: whole, or for a lowband reader in numbered
     parts of at most `budget` bytes. Returns the number of messages."""
     subject, text = found
-    parts = split_parts(text, budget) if lowband else [text]
+    parts = split_parts(text, budget - signature_room(site.settings)) if lowband else [text]
     for number, part in enumerate(parts, 1):
         send_text(db, site, to=to, subject=subject if len(parts) == 1
                   else f"{subject} ({number}/{len(parts)})", text=part,

@@ -113,6 +113,21 @@ def signing_keys(folder: Path, dkim_settings) -> list[tuple[str, str, Path]]:
     return wanted
 
 
+# What each signature adds to a copy, at most: the DKIM-Signature field with
+# its h= list of the signed headers, folded, and b= (RSA-2048: 344 base64
+# characters; Ed25519: 88). Byte budgets (lowband parts) leave this much room.
+SIGNATURE_BYTES = {"rsa": 760, "ed25519": 500}
+
+
+def signature_room(settings) -> int:
+    """The bytes the site's DKIM signatures add to each copy (0 when unsigned)."""
+    dkim = settings.dkim
+    if not dkim.selector:
+        return 0
+    room = SIGNATURE_BYTES["rsa"] * (2 if dkim.next_selector else 1)
+    return room + (SIGNATURE_BYTES["ed25519"] if dkim.ed25519_selector else 0)
+
+
 def load_signer(folder: Path, settings) -> Signer | None:
     """The site's signer, or None when `[dkim] selector` is empty; ConfigError
     naming the file when a key is missing, unreadable or of the wrong kind."""
