@@ -140,7 +140,7 @@ def test_a_kill_during_a_fan_out_to_1000_members_sends_at_most_the_crash_window_
     roster = tmp_path / "members.csv"
     roster.write_text("address\n" + "\n".join(members) + "\n")
     listserv("member", "import", "peace", str(roster), site=site)
-    status = listserv("status", site=site).stdout
+    status = listserv("status", site=site, check=False).stdout  # no server: exit 3
     assert f"Crash window: a crash may send at most {WINDOW} recipients a copy twice" in status
     # The sink takes each message, then is slow to say so: every transaction in
     # flight at the kill is one the sink has and the server never heard of, the
