@@ -24,6 +24,12 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from functools import partial
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -55,6 +61,7 @@ log = logging.getLogger(__name__)
 PURGE_ROUND = 2000  # rows of each kind one housekeeping write removes
 
 FAILURES_EVERY = 5.0  # seconds between looks for deliveries given up
+JOBS_FINISH_WITHIN = 20.0  # seconds a scheduled job has to finish when we stop
 
 
 def utcnow() -> datetime:
@@ -202,6 +209,7 @@ async def serve(site, host: str, port: int) -> None:
         web = start_web(site, web_host, web_port)
 
     scheduler = AsyncIOScheduler(timezone=settings.site.timezone)
+    running_jobs = RunningJobs(scheduler)
     scheduler.add_job(_housekeeping, "interval", hours=1, args=[site],
                       next_run_time=utcnow() + timedelta(seconds=30), id="housekeeping",
                       coalesce=True, max_instances=1)
@@ -247,10 +255,46 @@ async def serve(site, host: str, port: int) -> None:
     log.info("stopping")
     server.close()
     await server.wait_closed()
+    await running_jobs.finish(JOBS_FINISH_WITHIN)  # a publication half-written is not cut off
     scheduler.shutdown(wait=False)
     if web is not None:
         web.shutdown()
     await asyncio.wait(tasks, timeout=30)
+
+
+class RunningJobs:
+    """Which scheduled runs are under way, so that stopping can let them end:
+    APScheduler's shutdown cancels a running coroutine job, which then logs its
+    cancellation as a failure (and a What's New being published is cut off).
+    Counted from the scheduler's own events: each run submitted is one
+    (job, run time) until its executed, error or missed event."""
+
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+        self.runs: set[tuple[str, datetime]] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        scheduler.add_listener(self._ended, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
+                               | EVENT_JOB_MISSED)
+
+    def _submitted(self, event) -> None:
+        self.runs.update((event.job_id, when) for when in event.scheduled_run_times)
+        self.idle.clear()
+
+    def _ended(self, event) -> None:
+        self.runs.discard((event.job_id, event.scheduled_run_time))
+        if not self.runs:
+            self.idle.set()
+
+    async def finish(self, timeout: float) -> None:
+        """No new runs start; wait up to `timeout` seconds for those running."""
+        self.scheduler.pause()
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("stopping with scheduled job(s) %s still running; they are cut off",
+                        ", ".join(sorted({job for job, _ in self.runs})))
 
 
 def wire_extensions(site=None) -> Extensions:

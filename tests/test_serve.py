@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import smtplib
 import subprocess
 import sys
 
 import pytest
-from helpers import listserv, make_site, running_server, send_mail
+from helpers import Server, listserv, make_site, running_server, send_mail
 
 
 @pytest.fixture
@@ -237,3 +238,34 @@ def test_a_broken_site_template_is_not_used_nothing_is_blocked_and_status_shows_
                 break
             time.sleep(0.3)
     assert "help.txt" in status, status
+
+
+def test_stopping_while_a_scheduled_job_waits_lets_it_finish_without_a_traceback(tmp_path, sink):
+    """SIGTERM while the publications job is waiting for the store: the job ends
+    in its own time, nothing is cancelled mid-write, the log stays clean."""
+    import sqlite3
+    import time
+
+    folder = make_site(tmp_path, sink)
+    config = folder / "listserv.toml"
+    text = config.read_text()
+    digest = text.index("[digest]")
+    config.write_text(text[:digest] + text[digest:].replace('check_every = "1m"',
+                                                            'check_every = "1s"', 1))
+    server = Server(folder).start()
+    try:
+        time.sleep(2)  # the first runs are done; the job now runs every second
+        holder = sqlite3.connect(str(folder / "data" / "listserv.db"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the site's writer waits for this lock
+        time.sleep(1.5)  # the publications job is now waiting on its write
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert server.process.poll() is None  # it waits for the job, not cut it off
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert server.process.wait(20) == 0
+    finally:
+        output = server.stop()
+    assert "Traceback" not in output, output[-3000:]
+    assert "CancelledError" not in output
+    assert "cut off" not in output
