@@ -17,7 +17,7 @@ from pathlib import Path
 
 from helpers import listserv, query, running_server, wait_until
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_blocks() -> list[str]:
