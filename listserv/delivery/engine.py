@@ -1,20 +1,22 @@
 """The delivery engine: the outbound queue handed to mail servers.
 
 `run_delivery` runs on the server's event loop: it claims due rows in
-bounded batches (`deliveries.claim`, one write, beside the running
-transactions), hands each group to its destination in one SMTP transaction
+bounded batches (the claim step, `claiming.py` over `rows.claim`: one
+write, beside the running transactions), hands each group to its destination in one SMTP transaction
 on a connection kept open for the next (`handover`: in a process of its own
-by default, else `smtpout` here), or into the outbox Maildir when no
+by default, else `smtpout` here; the hand-over step, `attempts.py`), or into the outbox Maildir when no
 smarthost or route is configured, and writes what came of it
-(`deliveries.settle_all`: the outcomes that arrive while one write is under
+(the settle step, `settling.py` over `outcomes.settle_all`: the outcomes that arrive while one write is under
 way go together in the next) while the worker goes on. 4xx replies,
 timeouts and refused connections defer rows along `retry_schedule`; 5xx
 bounces them. A destination that
 fails is left alone for a while and never holds up the others: a new or
 failed destination gets one connection until it answers, and no destination
 takes every worker. `deliver_pending` does the same once, for tests and the
-command line. All reads and writes go through the store's single writer.
-Will not render or queue mail (`queue.py`, `notify.py`).
+command line. This module holds the engine's state, its loop and its stop;
+the three steps are the `Engine`'s bases. All reads and writes go through
+the store's single writer. Will not render or queue mail (`queue.py`,
+`notify.py`).
 
 Crash window: a row is claimed ('sending') in a committed write before any
 byte of it goes out, and marked 'sent' in a write after the server's reply
@@ -32,35 +34,22 @@ recipients handed over and not yet recorded, with its own, would pass
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import re
 import time
 from collections import Counter, OrderedDict, deque
 from datetime import datetime
 from functools import partial
 
-from listserv.delivery.bounces import verp_sender
-from listserv.delivery.dkim import crlf, load_signer
-from listserv.delivery.handover import Local, Remote, Skipped, personal_copy
+from listserv.delivery.attempts import Handing, personal_headers
+from listserv.delivery.claiming import Claiming
+from listserv.delivery.dkim import load_signer
+from listserv.delivery.handover import Local, Remote
 from listserv.delivery.outbox import make_outbox
-from listserv.delivery.rows import (
-    Body,
-    Group,
-    Outcome,
-    Policy,
-    Router,
-    claim,
-    load_bodies,
-    queue_report,
-    recover,
-    release,
-    settle_all,
-)
+from listserv.delivery.outcomes import Policy
+from listserv.delivery.rows import Body, Group, Router, queue_report, recover, release
+from listserv.delivery.settling import Settling
 from listserv.delivery.smarthost import secure_destinations
-from listserv.delivery.smtpout import MAILDIR, Unavailable, write_outbox
-from listserv.mail.addresses import is_address
-from listserv.mail.tokens import short_mac, sign_link
+from listserv.delivery.smtpout import MAILDIR
 from listserv.site.clock import Steps, shift_waits
 from listserv.site.faults import log_failure
 
@@ -69,20 +58,6 @@ __all__ = ["run_delivery", "deliver_pending", "personal_headers", "recover", "qu
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # the command line queues rows from another process, unannounced
-BODY_CACHE_BYTES = 8 * 1024 * 1024  # bodies kept in memory; a soak levels off under it
-AHEAD = 4  # transactions per connection claimed ahead (running and queued included)
-
-
-def personal_headers(secret: bytes, web_url: str, slug: str, domain: str,
-                     recipient: str) -> bytes:
-    """The recipient's own RFC 2369/8058 unsubscribe headers, as header lines."""
-    mailto = f"<mailto:{slug}-leave+{short_mac(secret, 'leave', slug, recipient)}@{domain}>"
-    if not web_url:
-        return f"List-Unsubscribe: {mailto}\r\n".encode("utf-8")
-    token = sign_link(secret, "u", slug, recipient)
-    link = f"<{web_url.rstrip('/')}/unsubscribe/{token}>"
-    return (f"List-Unsubscribe: {link},\r\n {mailto}\r\n"
-            f"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n").encode("utf-8")
 
 
 async def run_delivery(site, stop: asyncio.Event, wake: asyncio.Event | None = None,
@@ -110,8 +85,10 @@ def deliver_pending(site, now=None) -> dict:
     return {key: engine.counts.get(key, 0) for key in ("sent", "deferred", "bounced", "failed")}
 
 
-class Engine:
-    """The workers' shared state: claimed groups, connections, destinations' health."""
+class Engine(Claiming, Handing, Settling):
+    """The workers' shared state: claimed groups, connections, destinations' health.
+    Its steps are its bases: claim (`claiming.py`), hand-over (`attempts.py`)
+    and settle (`settling.py`)."""
 
     def __init__(self, site, clock, own_process: bool = False):
         settings = site.settings
@@ -159,28 +136,6 @@ class Engine:
         if self.site.writer is not None:
             return await self.site.write(fn, *args, priority=priority)
         return self.site.write_now(fn, *args)  # one-shot use without a writer thread
-
-    # -- capacity --------------------------------------------------------------
-    def cap(self, destination: str) -> int:
-        """Transactions at once for a destination: one until it has answered, and
-        never all workers when there are other destinations to serve."""
-        if destination not in self.reached:
-            return 1
-        if len(self.router.destinations) > 1 and destination != MAILDIR:
-            return max(1, self.concurrency - 1)
-        return self.concurrency
-
-    def room(self) -> int:
-        """Rows to claim now: enough for every connection's next AHEAD transactions."""
-        return AHEAD * self.concurrency * self.batch_size - self.pending
-
-    def should_claim(self) -> bool:
-        """Claim when something may be due and either nothing is ready or there
-        is room for a transaction per connection: claims (each a commit) come
-        a connection-full at a time, not one group at a time."""
-        room = self.room()
-        return self.again and room > 0 and (
-            not self.ready or room >= self.concurrency * self.batch_size)
 
     # -- the loop ----------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None, wake: asyncio.Event | None = None,
@@ -230,14 +185,6 @@ class Engine:
             self.on_step(seconds)
         self.again = True
 
-    def _claimed(self, task: asyncio.Task) -> None:
-        self.claiming = None
-        if not task.cancelled() and task.exception() is not None:
-            self.claim_error = task.exception()
-            log.error("claiming deliveries failed (%s: %s); trying again shortly",
-                      type(self.claim_error).__name__, self.claim_error)
-        self.changed.set()
-
     async def _watch(self, event: asyncio.Event, clear: bool) -> None:
         while True:
             await event.wait()
@@ -247,65 +194,6 @@ class Engine:
             self.changed.set()
             if not clear:
                 return
-
-    async def claim(self) -> None:
-        room = self.room()
-        limits = {dest: AHEAD * self.cap(dest) * self.batch_size - self.claimed[dest]
-                  for dest in self.router.destinations}
-        if all(left <= 0 for left in limits.values()):
-            return  # every destination is busy; a finished transaction wakes us
-        # Claims go before the pipeline's work (a post's fan-out is a long write):
-        # idle connections cost more than a post handled a moment later.
-        groups, bodies = await self.write(
-            claim, self.router, self.clock(), priority=0, rows=room, batch_size=self.batch_size,
-            verp=self.verp, limits=limits, known=frozenset(self.bodies))
-        for body_id, body in bodies.items():
-            if body_id in self.bodies:
-                if self.bodies[body_id].personal != body.personal:
-                    self.bodies[body_id].ready = None  # signed for the other kind of copy
-                self.bodies[body_id].personal = body.personal
-            else:
-                self._cache(body_id, body)
-        taken = 0
-        for group in groups:
-            self.ready.append(group)
-            self.claimed[group.destination] += len(group.recipients)
-            taken += len(group.recipients)
-        self.pending += taken
-        if taken >= room:
-            self.again = True  # there may be more right away
-
-    def start_ready(self) -> None:
-        """Start ready groups within the limits. A handover process takes `ahead`
-        more per connection, to start each as soon as a connection is free."""
-        waiting: list[Group] = []  # their destination is busy; they keep their place
-        ahead = 1 + self.handover.ahead
-        # Handed over but not yet recorded, running or done: the crash window.
-        while self.ready and len(self.running) + self.unrecorded < self.concurrency * ahead:
-            group = self.ready.popleft()
-            limit = self.cap(group.destination)
-            if group.destination != MAILDIR:
-                limit *= ahead
-            # The crash window: handed over with the others unrecorded, these
-            # recipients could not pass it (alone, a group always may go).
-            fits = self.exposed == 0 or self.exposed + len(group.recipients) <= self.window
-            if fits and self.inflight[group.destination] < limit:
-                task = asyncio.create_task(self.deliver(group))
-                self.running[task] = group
-                self.exposed += len(group.recipients)
-                self.inflight[group.destination] += 1
-                task.add_done_callback(self._finished)
-            else:
-                waiting.append(group)
-        self.ready.extendleft(reversed(waiting))
-
-    def _finished(self, task: asyncio.Task) -> None:
-        group = self.running.pop(task)
-        self.inflight[group.destination] -= 1
-        self.claimed[group.destination] -= len(group.recipients)
-        self.pending -= len(group.recipients)
-        self.again = True
-        self.changed.set()
 
     async def stop(self, grace: float) -> None:
         """Unstarted groups go back to the queue; running ones get `grace` seconds,
@@ -337,237 +225,3 @@ class Engine:
             for task in pending:
                 task.cancel()
         await self.handover.close()
-
-    # -- one group -----------------------------------------------------------------
-    async def deliver(self, group: Group) -> None:
-        body = None
-        try:
-            body = await self._body(group.body_id)
-            outcome = await self.attempt(group, body)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # the message's own problem: a few tries, then set aside
-            log_failure(log, error, "delivering body %s failed", group.body_id)
-            outcome = Outcome(forum_id=body.forum_id if body else None, internal=True)
-            outcome.defer(group.ids, f"internal error: {type(error).__name__}: {error}")
-        if outcome.deferred or outcome.bounced or outcome.failed:
-            log.info("body %s via %s: %d sent, %d deferred, %d bounced, %d failed (%s)",
-                     group.body_id, group.destination, len(outcome.sent),
-                     sum(map(len, outcome.deferred.values())), len(outcome.bounced),
-                     sum(map(len, outcome.failed.values())),
-                     next(iter(outcome.deferred), "") or next(iter(outcome.failed), "")
-                     or (outcome.bounced[0][3] if outcome.bounced else ""))
-        # The worker is free for its next transaction while the outcome is written,
-        # at once and on its own (the store commits the writes waiting together);
-        # until it commits, the rows stay 'sending' and no claim takes them.
-        self.unrecorded += 1
-        task = asyncio.create_task(self._record(outcome, len(group.recipients)))
-        self.recording.add(task)
-        task.add_done_callback(self.recording.discard)
-
-    async def _record(self, outcome: Outcome, recipients: int) -> None:
-        """Write one outcome; while the store cannot take it (a full disk), try
-        again every few seconds: the rows stay 'sending', so nobody gets them
-        twice, and they stay in the crash window."""
-        wait = 1.0
-        try:
-            while True:
-                try:
-                    self.counts.update(await self.write(settle_all, [outcome], self.clock(),
-                                                        self.policy, priority=0))
-                except Exception as error:
-                    if self.stopping:
-                        log.error("could not record the outcome of %d deliveries (%s); "
-                                  "they are queued again at the next start",
-                                  outcome.size(), error)
-                        return
-                    now = time.monotonic()
-                    if not self.record_failing or now - self.record_told >= 60:
-                        log.error("could not record the outcome of %d deliveries (%s); "
-                                  "trying again in %.0f s", outcome.size(), error, wait)
-                        self.record_told = now
-                    self.record_failing = True
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, 30.0)
-                    continue
-                if self.record_failing:
-                    self.record_failing = False
-                    log.warning("outcomes of deliveries are recorded again")
-                return
-        finally:
-            self.unrecorded -= 1
-            self.exposed -= recipients
-            self.again = True  # deferred rows may be due again, a destination back
-            self.changed.set()
-
-    async def attempt(self, group: Group, body: Body | None) -> Outcome:
-        outcome = Outcome(forum_id=body.forum_id if body else None)
-        now = self.clock()
-        until, why = self.down.get(group.destination, (0.0, ""))
-        if until > now:
-            outcome.postponed = (group.ids, until, why)
-            return outcome
-        if body is None or body.raw is None:
-            outcome.fail(group.ids, "the stored message is missing or not a message")
-            return outcome
-        ended: dict[str, tuple] = {}  # recipient -> how it ended, when not sent
-        recipients = []
-        for recipient in group.recipients:
-            if _sendable(recipient):
-                recipients.append(recipient)
-            else:
-                ended[recipient] = ("fail", f"'{recipient[:100]}' cannot be used as an address")
-        if not recipients:
-            return _by_row(group, ended, outcome)
-        sender = group.sender
-        if (self.verp or body.personal) and len(group.recipients) == 1:  # its own address
-            sender = verp_sender(self.site.secret, sender, group.ids[0], self.domain)
-        prefix = b""
-        if body.personal and body.slug:
-            prefix = personal_headers(self.site.secret, self.web_url, body.slug, self.domain,
-                                      recipients[0])
-        raw, sign = self._prepared(body), bool(self.signer and body.personal)
-        if group.destination == MAILDIR:
-            try:
-                await asyncio.to_thread(write_outbox, self.site.outbox,
-                                        personal_copy(self.signer if sign else None, prefix,
-                                                      raw), sender, recipients)
-            except OSError as error:
-                ended.update((r, ("defer", f"cannot write the outbox: {error}"))
-                             for r in recipients)
-            return _by_row(group, ended, outcome)
-        try:
-            handover = await self.handover.transact(
-                group.destination, self.cap(group.destination), sender, recipients,
-                group.body_id, prefix, raw, sign)
-        except Skipped as error:  # its destination failed just now: wait with it
-            until = self.down.get(group.destination, (now + self.policy.retry[0], ""))[0]
-            outcome.postponed = (group.ids, until, str(error))  # untried: all wait
-            return outcome
-        except Unavailable as error:
-            self._mark_down(group.destination, str(error), outcome)
-            ended.update((r, ("defer", str(error))) for r in recipients)
-            return _by_row(group, ended, outcome)
-        self.reached.add(group.destination)
-        if handover.unavailable:
-            self._mark_down(group.destination, handover.unavailable, outcome)
-        for recipient, error in handover.temporary.items():
-            ended[recipient] = ("defer", error)
-        for recipient, (code, text) in handover.permanent.items():
-            ended[recipient] = ("bounce", code, text)
-        for recipient, reason in handover.failed.items():
-            ended[recipient] = ("fail", reason)
-        if len(handover.sent) + len(ended) != len(group.recipients):  # never, but if so:
-            sent = set(handover.sent)  # a recipient nobody answered for is tried again
-            ended.update((r, ("defer", "no reply for this recipient")) for r in recipients
-                         if r not in sent and r not in ended)
-        return _by_row(group, ended, outcome)
-
-    def _mark_down(self, destination: str, why: str, outcome: Outcome) -> None:
-        """Leave a failing destination alone until its first retry is due; its
-        other due rows wait with it (in the same write as this outcome)."""
-        until = self.clock() + max(1, self.policy.retry[0])
-        self.down[destination] = (until, why)
-        self.reached.discard(destination)
-        outcome.down = (destination, until, why)
-        log.warning("destination %s is unavailable until %s: %s", destination,
-                    time.strftime("%H:%M:%S", time.localtime(until)), why)
-
-    def _prepared(self, body: Body) -> bytes:
-        """The body as it goes out: CRLF line ends and, when copies are identical,
-        DKIM-signed once (a personal copy is signed as a whole at hand-over)."""
-        if body.ready is None:
-            raw = dated(body.raw, self.domain, self.clock())
-            raw = crlf(raw) if self.signer else raw
-            if self.signer and not body.personal:
-                raw = self.signer.sign(raw) + raw
-            body.ready = raw
-        return body.ready
-
-    async def _body(self, body_id: int) -> Body | None:
-        body = self.bodies.get(body_id)
-        if body is None or body.raw is None:
-            loaded = await self.write(load_bodies, [body_id])
-            body = loaded.get(body_id)
-            if body is not None:
-                self._cache(body_id, body)
-        else:
-            self.bodies.move_to_end(body_id)
-        return body
-
-    def _cache(self, body_id: int, body: Body) -> None:
-        if body.raw is None:
-            return
-        self.bodies[body_id] = body
-        self.body_bytes += len(body.raw)
-        while self.body_bytes > BODY_CACHE_BYTES and len(self.bodies) > 1:
-            _, old = self.bodies.popitem(last=False)
-            self.body_bytes -= len(old.raw or b"")
-
-
-def _by_row(group: Group, ended: dict[str, tuple], outcome: Outcome) -> Outcome:
-    """Fill `outcome` from how each recipient's delivery ended (`ended`; the
-    others were sent). A row's recipients that ended alike stay on the row (the
-    sent ones, when there are any); each of the others is named with its row,
-    to be split off into a row of its own. A bounce is always a row's own."""
-    if not ended:  # the common case: every row sent whole
-        outcome.sent += group.ids
-        outcome.recipients += len(group.recipients)
-        return outcome
-    rows: dict[int, list[str]] = {}
-    for row_id, recipient in zip(group.owners, group.recipients):
-        rows.setdefault(row_id, []).append(recipient)
-    for row_id, recipients in rows.items():
-        alike: dict[tuple, list[str]] = {}
-        for recipient in recipients:
-            alike.setdefault(ended.get(recipient, ("sent",)), []).append(recipient)
-        if ("sent",) in alike:
-            keep = ("sent",)
-        else:
-            kinds = [kind for kind in alike if kind[0] != "bounce"]
-            keep = max(kinds, key=lambda kind: len(alike[kind])) if kinds else None
-        if keep is None:  # every recipient bounced: the row stays with its first
-            keep = ended[recipients[0]]
-        for kind, members in alike.items():
-            if kind == keep and kind[0] != "bounce":
-                entries = [(row_id, None)]  # they stay on the row
-            elif kind == keep:  # a bounce is recorded against a row of one
-                entries = [(row_id, members[0])] + [((row_id, r), r) for r in members[1:]]
-            else:
-                entries = [((row_id, r), r) for r in members]
-            if kind[0] == "sent":
-                outcome.sent.append(row_id)
-                outcome.recipients += len(members)
-            elif kind[0] == "defer":
-                outcome.defer([target for target, _ in entries], kind[1])
-            elif kind[0] == "fail":
-                outcome.fail([target for target, _ in entries], kind[1])
-            else:
-                outcome.bounced += [(target, r, kind[1], kind[2]) for target, r in entries]
-    return outcome
-
-
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
-
-
-def dated(raw: bytes, domain: str, now: float) -> bytes:
-    """`raw` with a Date and a Message-ID on top when its header has none (mail
-    passed on as it came, e.g. to facilitators, may lack them)."""
-    end = _HEAD_END.search(raw)
-    head = raw[:end.start()] if end else raw
-    missing = b""
-    if not re.search(rb"(?im)^date[ \t]*:", head):
-        missing += f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n".encode()
-    if not re.search(rb"(?im)^message-id[ \t]*:", head):
-        missing += f"Message-ID: {email.utils.make_msgid(domain=domain)}\r\n".encode()
-    return missing + raw if missing else raw
-
-
-_PLAIN = re.compile(r"[^@<>\s\x00-\x1f\x7f]+@[^@<>\s\x00-\x1f\x7f]+")
-
-
-def _sendable(address: str) -> bool:
-    """An address we can put on an RCPT line: one @, no spaces, brackets or
-    controls (the common case, checked first and cheaply), or one that our
-    address syntax accepts (a quoted local part, say)."""
-    return _PLAIN.fullmatch(address) is not None or is_address(address)
