@@ -7,7 +7,9 @@ as do the per-member FORUM-leave+TOKEN@D and the one-click link. The "you
 have left" notice then carries a FORUM-confirm+TOKEN address: one reply
 (`handle_rejoin`) makes the address a member again with the settings it
 had, so a forged leave is undone in one step. Writes `members`, `events`,
-`tokens` and, through notify.py, the queue.
+`tokens` and, through notify.py, the queue. `leave_by_mail` and
+`one_click_unsubscribe` are the two one-step ways out. Will not confirm
+subscriptions (`subscriptions.py`, which this calls and which never calls back).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import logging
 from datetime import datetime
 
 from listserv.delivery.notify import send_template
-from listserv.errors import ListservError
+from listserv.errors import ListservError, TokenError
 from listserv.intake.subscriptions import unsubscribe
-from listserv.mail.tokens import issue_token, peek_token, use_token
+from listserv.mail.tokens import check_short_mac, issue_token, peek_token, read_link, use_token
 from listserv.site import members
+from listserv.site.forums import find as find_forum
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +81,31 @@ def handle_rejoin(db, site, forum: dict, token: str, parsed, message_row_id: int
                   charter_accepted_at=(added["charter_accepted_at"] or "")[:16].replace("T", " "))
     log.info("message %s: %s rejoined %s in one reply", message_row_id, address, forum["slug"])
     return True
+
+
+def leave_by_mail(db, site, forum: dict, code: str, sender: str | None, now: datetime) -> str:
+    """Mail to a member's own leave address (from List-Unsubscribe) removes the
+    member at once when it comes from the address the code was made for."""
+    if not sender or not check_short_mac(site.secret, code, "leave", forum["slug"],
+                                         sender.lower()):
+        raise TokenError("this leave address was made for another member's address; "
+                         "write to the forum's -leave address to unsubscribe")
+    if leave_at_once(db, site, forum, sender, now, "one-click"):
+        return f"{sender} has left the forum '{forum['title']}'."
+    return f"{sender} is not (or no longer) a member of the forum '{forum['title']}'."
+
+
+def one_click_unsubscribe(db, site, token: str, now: datetime) -> str:
+    """Remove the member named in a signed leave link (RFC 8058); doing it twice
+    changes nothing. Returns a sentence for the person; TokenError when the
+    link is not ours."""
+    parts = read_link(site.secret, token)
+    if len(parts) != 3 or parts[0] != "u":
+        raise TokenError("this link is not an unsubscribe link")
+    _, slug, address = parts
+    forum = find_forum(db, slug)
+    if forum is None:
+        raise TokenError(f"the forum '{slug}' of this link no longer exists")
+    if leave_at_once(db, site, forum, address, now, "one-click"):
+        return f"{address} has left the forum '{forum['title']}'."
+    return f"{address} is not (or no longer) a member of the forum '{forum['title']}'."

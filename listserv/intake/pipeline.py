@@ -182,7 +182,7 @@ def process_message(db, site, message_id: int, now: datetime,
 
 def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
                          extensions: Extensions, mail_from: str = "") -> None:
-    from listserv.intake import commands, subscriptions
+    from listserv.intake import commands, leaving
     if recipient.kind == "confirm":
         from listserv.delivery.bounce_actions import handle_reenable
         from listserv.intake.leaving import handle_rejoin
@@ -195,12 +195,12 @@ def _handle_command_mail(db, site, forum, recipient, parsed, message_id, now,
         envelope = normalise(mail_from or "")
         try:  # the per-member address from List-Unsubscribe: leave at once
             try:
-                subscriptions.leave_by_mail(db, site, forum, recipient.detail,
+                leaving.leave_by_mail(db, site, forum, recipient.detail,
                                             parsed.sender[1], now)
             except ListservError:  # RCPT took it for the envelope sender (`tokened`)
                 if not envelope or envelope == parsed.sender[1]:
                     raise
-                subscriptions.leave_by_mail(db, site, forum, recipient.detail, envelope, now)
+                leaving.leave_by_mail(db, site, forum, recipient.detail, envelope, now)
         except ListservError as error:
             log.info("message %s: one-click leave refused: %s", message_id, error)
             _reply_invalid_token(db, site, forum, parsed, message_id, now, str(error))

@@ -3,8 +3,7 @@
 `request_subscription` sends a confirmation request (carrying the charter in
 the member's language when the forum requires it) whose reply address is
 `FORUM-confirm+TOKEN@D`; `confirm` carries out such a confirmation (or an
-unsubscription's) once; `one_click_unsubscribe` reads the signed link of
-List-Unsubscribe and removes the member at once. Forums whose subscription
+unsubscription's) once; leaving in one step is `leaving.py`'s. Forums whose subscription
 policy is `approve` keep a confirmed request waiting for a facilitator as a
 `tokens` row with purpose "subscription-approval" (address, forum, options
 and the charter acceptance time in `data`; `used_at` set once decided).
@@ -22,15 +21,12 @@ from listserv.delivery.notify import send_template
 from listserv.errors import ListservError, TokenError
 from listserv.mail.addresses import AddressError, check
 from listserv.mail.tokens import (
-    check_short_mac,
     issue_token,
     peek_token,
-    read_link,
     short_mac,
     use_token,
 )
 from listserv.site import members
-from listserv.site.forums import find as find_forum
 from listserv.site.forums import has_charter
 from listserv.site.resources import shipped_dir
 
@@ -54,17 +50,6 @@ def leave_address(site, slug: str, address: str) -> str:
            f"@{site.settings.domain}"
 
 
-def leave_by_mail(db, site, forum: dict, code: str, sender: str | None, now: datetime) -> str:
-    """Mail to a member's own leave address (from List-Unsubscribe) removes the
-    member at once when it comes from the address the code was made for."""
-    if not sender or not check_short_mac(site.secret, code, "leave", forum["slug"],
-                                         sender.lower()):
-        raise TokenError("this leave address was made for another member's address; "
-                         "write to the forum's -leave address to unsubscribe")
-    from listserv.intake.leaving import leave_at_once
-    if leave_at_once(db, site, forum, sender, now, "one-click"):
-        return f"{sender} has left the forum '{forum['title']}'."
-    return f"{sender} is not (or no longer) a member of the forum '{forum['title']}'."
 
 
 def charter_text(site, language: str) -> str:
@@ -285,20 +270,3 @@ def unsubscribe(db, site, forum: dict, address: str, now: datetime, how: str = "
                   rejoin_address=rejoin_address, reply_to=rejoin_address)
     log.info("%s left %s (%s)", member["address"], forum["slug"], how)
     return True
-
-
-def one_click_unsubscribe(db, site, token: str, now: datetime) -> str:
-    """Remove the member named in a signed leave link (RFC 8058); doing it twice
-    changes nothing. Returns a sentence for the person; TokenError when the
-    link is not ours."""
-    parts = read_link(site.secret, token)
-    if len(parts) != 3 or parts[0] != "u":
-        raise TokenError("this link is not an unsubscribe link")
-    _, slug, address = parts
-    forum = find_forum(db, slug)
-    if forum is None:
-        raise TokenError(f"the forum '{slug}' of this link no longer exists")
-    from listserv.intake.leaving import leave_at_once
-    if leave_at_once(db, site, forum, address, now, "one-click"):
-        return f"{address} has left the forum '{forum['title']}'."
-    return f"{address} is not (or no longer) a member of the forum '{forum['title']}'."

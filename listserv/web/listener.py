@@ -30,7 +30,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title
 
 
 def make_handler(site):
-    from listserv.intake.subscriptions import one_click_unsubscribe
+    from listserv.intake.leaving import one_click_unsubscribe
 
     metrics = None
     if site.settings.web.metrics:

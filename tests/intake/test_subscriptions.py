@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from listserv.errors import TokenError
-from listserv.intake import commands, subscriptions
+from listserv.intake import commands, leaving, subscriptions
 from listserv.mail.addresses import classify
 from listserv.mail.message import parse
 from listserv.site import forums, members
@@ -276,10 +276,10 @@ def test_the_own_leave_address_removes_the_member_at_once_and_only_once(site, fo
     recipient = classify(address, DOMAIN)
     assert recipient.kind == "leave" and recipient.slug == "peace"
     with site.db.atomic():
-        said = subscriptions.leave_by_mail(site.db, site, forum, recipient.detail, ANA, now)
+        said = leaving.leave_by_mail(site.db, site, forum, recipient.detail, ANA, now)
     assert ANA in said and members.find(site.db, forum["id"], ANA) is None
     with site.db.atomic():
-        subscriptions.leave_by_mail(site.db, site, forum, recipient.detail, ANA, now)
+        leaving.leave_by_mail(site.db, site, forum, recipient.detail, ANA, now)
     (goodbye,) = queued_to(site, ANA)
     assert "left" in goodbye["Subject"]
 
@@ -290,7 +290,7 @@ def test_a_leave_address_used_by_another_sender_removes_nobody(site, forum, now)
     for forged, sender in ((code, "mallory@example.net"), (code[:-2] + "aa", ANA),
                            ("not-a-code", ANA), (code, None)):
         with pytest.raises(TokenError):
-            subscriptions.leave_by_mail(site.db, site, forum, forged, sender, now)
+            leaving.leave_by_mail(site.db, site, forum, forged, sender, now)
     assert members.find(site.db, forum["id"], ANA) is not None
 
 
@@ -300,9 +300,9 @@ def test_a_tampered_https_link_removes_nobody(site, forum, now):
     ana = sign_link(site.secret, "u", "peace", ANA)
     ben = sign_link(site.secret, "u", "peace", "ben@example.org")
     with site.db.atomic():
-        assert ANA in subscriptions.one_click_unsubscribe(site.db, site, ana, now)
+        assert ANA in leaving.one_click_unsubscribe(site.db, site, ana, now)
     members.add(site.db, "peace", ANA, now=now, languages=site.settings.site.languages)
     for forged in (ana.split(".")[0] + "." + ben.split(".")[1], "not-a-token", ana[:-2]):
         with pytest.raises(TokenError):
-            subscriptions.one_click_unsubscribe(site.db, site, forged, now)
+            leaving.one_click_unsubscribe(site.db, site, forged, now)
     assert members.find(site.db, forum["id"], ANA) is not None
