@@ -151,7 +151,8 @@ def member_addresses(count: int, domains: int) -> list[str]:
 
 
 def make_site(folder: Path, smarthost: str, forums: dict[str, list[str]],
-              concurrency: int | None = None, batch_size: int | None = None) -> Path:
+              concurrency: int | None = None, batch_size: int | None = None,
+              archive: str = "public") -> Path:
     """A site whose [delivery] smarthost is the sink, with open forums and members."""
     listserv("init", folder, "--domain", DOMAIN)
     config = folder / "listserv.toml"
@@ -165,7 +166,8 @@ def make_site(folder: Path, smarthost: str, forums: dict[str, list[str]],
     config.write_text(text)
     for slug, addresses in forums.items():
         listserv("forum", "create", slug, "--title", f"Bench {slug}", "--path", "thematic",
-                 "--policy", "open", "--no-charter", "--digest", "never", site=folder)
+                 "--policy", "open", "--no-charter", "--digest", "never", "--archive", archive,
+                 site=folder)
         table = folder / f"{slug}.csv"
         table.write_text("address\n" + "\n".join(addresses) + "\n")
         listserv("member", "import", slug, table, site=folder)

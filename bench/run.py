@@ -114,7 +114,8 @@ class Bench:
     def site(self, name: str, forums: dict) -> Path:
         say(f"{name}: building the site ({sum(map(len, forums.values())):,} members)")
         return make_site(self.tmp / f"{name}-base", self.sink.address, forums,
-                         self.args.concurrency, self.args.batch_size)
+                         self.args.concurrency, self.args.batch_size,
+                         getattr(self.args, "archive", "public"))
 
     def copy(self, base: Path, name: str, run: int) -> Path:
         site = self.tmp / f"{name}-{run}"
@@ -398,6 +399,8 @@ def main() -> int:
                         help="[delivery] concurrency for server and ceiling (default: the site's)")
     parser.add_argument("--batch-size", type=int,
                         help="[delivery] batch_size for server and ceiling (default: the site's)")
+    parser.add_argument("--archive", choices=("public", "members", "none"), default="public",
+                        help="the bench forums' archive policy (archive_bench.py compares)")
     parser.add_argument("--keep", action="store_true", help="keep the sites for inspection")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record each serve with py-spy (on PATH) into DIR/NAME-RUN.txt "

@@ -15,7 +15,13 @@ from datetime import datetime, timezone
 import click
 
 from digests import forum_digest, initiatives, publications, templating, whatsnew
-from digests.template_check import check_source, editable_names, shipped_source
+from digests.template_check import (
+    check_source,
+    check_web_page,
+    editable_names,
+    shipped_source,
+    web_page_names,
+)
 from digests.template_strays import stray_templates
 from listserv.cli.common import (
     at_option,
@@ -253,6 +259,15 @@ def templates_check(site: Site, as_json: bool) -> None:
             if source is None:
                 source = shipped_source(name, language)
             checked = check_source(site, language, name, source)
+            results.append({"template": name, "language": language, "source": where,
+                            "ok": checked.ok, "errors": list(checked.errors)})
+    for name in sorted(web_page_names()):
+        for language in site.settings.site.languages:
+            source = templating.read_working(site, language, name)
+            where = "site" if source is not None else "shipped"
+            if source is None:
+                source = shipped_source(name, language)
+            checked = check_web_page(site, language, name, source)
             results.append({"template": name, "language": language, "source": where,
                             "ok": checked.ok, "errors": list(checked.errors)})
     strays = stray_templates(site)

@@ -79,6 +79,14 @@ def editable_names() -> frozenset[str]:
                      and not is_web_page(path.name))
 
 
+@lru_cache(maxsize=1)
+def web_page_names() -> frozenset[str]:
+    """The archive's page templates shipped (checked as web pages, not as mail)."""
+    shipped = shipped_dir("templates")
+    return frozenset(path.name for folder in shipped.iterdir() if folder.is_dir()
+                     for path in folder.iterdir() if path.is_file() and is_web_page(path.name))
+
+
 def is_web_page(name: str) -> bool:
     """The archive's page templates (archive-*.html) make web pages, not mail:
     the mail rules (no forms, no <link>, no class) do not apply to them, and
@@ -151,6 +159,54 @@ def check_source(site, language: str, name: str, source: str,
             return result
     if name.endswith(".html"):
         result.errors += [f"{where}: {problem}" for problem in markup_problems(output)]
+    result.preview = output[:20_000]
+    return result
+
+
+def check_web_page(site, language: str, name: str, source: str,
+                   budget: float | None = None) -> Checked:
+    """Check an archive page template (archive-*.html) as a web page: it parses,
+    reaches for nothing private, renders autoescaped in the sandbox with the
+    sample data of listserv/archive/page_samples.py (StrictUndefined), and the
+    hostile sample values come out as text, never as markup or script."""
+    from listserv.archive.page_samples import HOSTILE, page_context
+    result = Checked(language, name)
+    where = result.label
+    sample = page_context(site, name, language)
+    if sample is None:
+        result.errors.append(f"{where}: no archive page of that name is written by the server")
+        return result
+    env = _environment(site, language, name, source, where, lenient=False)
+    try:
+        tree = env.parse(source, name=name, filename=where)
+    except jinja2.TemplateSyntaxError as error:
+        result.errors.append(f"{where}:{error.lineno}: {error.message}")
+        return result
+    result.errors += [f"{where}:{line}: {problem}" for line, problem in static_problems(tree)]
+    if result.errors:
+        return result
+    seconds = budget if budget is not None else site.settings.templates.render_seconds
+    try:
+        output = _render(env, tree, name, where, sample, seconds)
+    except TooSlow:
+        result.errors.append(f"{where}: rendering took longer than {seconds:g}s with sample "
+                             f"data (an enormous loop?); refused")
+        return result
+    except Exception as error:  # any failure of the template itself
+        line = _template_line(error, where)
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        result.errors.append(f"{where}:{line or '?'}: {type(error).__name__}: {message}"[:300])
+        return result
+    lowered = output.lower()
+    if HOSTILE in output or "<script" in lowered:
+        result.errors.append(f"{where}: a value is printed as markup (a subject with <script> "
+                             f"came out unescaped); remove '| safe' or 'autoescape false'")
+    for bad in ("javascript:", "<iframe", "<object", "<embed"):
+        if bad in lowered:
+            result.errors.append(f"{where}: the page contains '{bad}'; archive pages run no "
+                                 f"script and embed nothing")
+    if "<html" in lowered and "</html>" not in lowered:
+        result.errors.append(f"{where}: the page does not end with </html>")
     result.preview = output[:20_000]
     return result
 
@@ -234,7 +290,8 @@ def static_problems(tree: nodes.Template) -> list[tuple[int, str]]:
             problems.append((node.lineno, f"{what} must name a template in quotes"))
             continue
         value = target.value
-        if "/" in value or "\\" in value or ".." in value or value not in editable_names():
+        if "/" in value or "\\" in value or ".." in value or (
+                value not in editable_names() and not is_web_page(value)):
             problems.append((node.lineno, f"{what} of '{value}' refused: a template may "
                                           f"{what} only another template, by its plain name"))
     problems += _loops(tree, 1)

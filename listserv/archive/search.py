@@ -18,6 +18,7 @@ from listserv.errors import ListservError
 MAX_WORDS = 12
 MAX_WORD = 40
 LIMIT = 20
+RANKED = 5000  # matches ranked by relevance; more are shown newest first
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -59,10 +60,14 @@ def search(db, words: str, *, forums: list[str], initiatives: bool,
         where.append("rowid < 0")
     if not where:
         return []
-    rows = db.execute(
-        "SELECT rowid, subject, forum FROM archive_search WHERE archive_search MATCH ? AND "
-        f"({' OR '.join(where)}) ORDER BY bm25(archive_search, 4.0, 1.0) LIMIT ?",
-        params + [limit]).fetchall()
+    condition = f"archive_search MATCH ? AND ({' OR '.join(where)})"
+    # bm25 scores every match: past RANKED matches (common words over a big archive) that
+    # costs more than a reader waits, so the newest matches come first instead
+    many = db.execute(f"SELECT count(*) FROM (SELECT 1 FROM archive_search WHERE {condition} "
+                      f"LIMIT {RANKED + 1})", params).fetchone()[0] > RANKED
+    order = "rowid DESC" if many else "bm25(archive_search, 4.0, 1.0)"
+    rows = db.execute(f"SELECT rowid, subject, forum FROM archive_search WHERE {condition} "
+                      f"ORDER BY {order} LIMIT ?", params + [limit]).fetchall()
     results = []
     for rowid, subject, forum in rows:
         if rowid < 0:
