@@ -40,11 +40,8 @@ from digests import forum_digest, whatsnew  # noqa: E402
 from digests.slots import iso  # noqa: E402
 from listserv.intake.pipeline import distribute_pending, process_received  # noqa: E402
 from listserv.intake.smtp import store_incoming  # noqa: E402
-from listserv.site.folder import (  # noqa: E402
-    Site,  # noqa: E402
-    forums,
-    members,
-)
+from listserv.site import forums, members  # noqa: E402
+from listserv.site.folder import Site  # noqa: E402
 from listserv.site.init import init_site  # noqa: E402
 
 LANGUAGES = ("en", "fr", "es", "pt")
