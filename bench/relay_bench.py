@@ -96,7 +96,7 @@ def make_relay(folder: Path, sink: str, lowband: int, postal: int, payload: dict
 
 
 def signed(payload: dict) -> bytes:
-    from listserv.mail.message import to_bytes
+    from listserv.mail.compose import to_bytes
     from relays.federation import federation_message, new_envelope
 
     now = datetime.now(timezone.utc)

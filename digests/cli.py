@@ -10,8 +10,6 @@ as of another moment; the clock is never patched.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import click
 
 from digests import forum_digest, initiatives, publications, templating, whatsnew

@@ -33,7 +33,9 @@ from listserv.delivery.distribution import list_headers, prefixed_subject, rende
 from listserv.delivery.notify import forum_addresses
 from listserv.delivery.queue import batch_size, enqueue_select, store_body
 from listserv.errors import ListservError, MessageError
-from listserv.mail.message import compose, decode_header_text, text_body, to_bytes
+from listserv.mail.compose import compose, to_bytes
+from listserv.mail.headers import decode_header_text
+from listserv.mail.text import text_body
 from listserv.site import forums
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ from email.utils import formataddr
 from listserv.delivery.autoreplies import may_reply
 from listserv.delivery.notify import site_context
 from listserv.delivery.queue import queue_message
-from listserv.mail.message import clean_header_value, compose
+from listserv.mail.compose import compose
+from listserv.mail.headers import clean_header_value
 from listserv.mail.templates import render, render_mail
 
 

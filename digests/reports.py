@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from listserv.intake.commands import fold, top_lines
-from listserv.mail.message import clean_header_value
+from listserv.mail.headers import clean_header_value
 
 MAX_TITLE = 200
 MAX_TEXT = 5000

@@ -27,7 +27,9 @@ from digests.slots import iso
 from digests.template_check import check_source, editable_names
 from digests.templating import activate, sha
 from listserv.errors import TokenError
-from listserv.mail.message import Parsed, decode_header_text, decode_payload, text_body
+from listserv.mail.headers import decode_header_text
+from listserv.mail.message import Parsed
+from listserv.mail.text import decode_payload, text_body
 from listserv.mail.tokens import issue_token, peek_token, use_token
 
 log = logging.getLogger(__name__)

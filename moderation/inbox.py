@@ -25,7 +25,7 @@ import authres
 
 from listserv.delivery.notify import send_template
 from listserv.errors import TokenError
-from listserv.mail.message import clean_header_value
+from listserv.mail.headers import clean_header_value
 from listserv.mail.replies import body_of
 from listserv.mail.tokens import peek_token, use_token
 from listserv.site import members

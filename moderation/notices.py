@@ -26,7 +26,9 @@ from email.mime.message import MIMEMessage
 from listserv.delivery.notify import send_template
 from listserv.errors import ListservError, MessageError
 from listserv.intake.subscriptions import confirm_address
-from listserv.mail.message import clean_header_value, parse, text_body
+from listserv.mail.headers import clean_header_value
+from listserv.mail.message import parse
+from listserv.mail.text import text_body
 from listserv.mail.tokens import issue_token
 from listserv.site import forums, members
 from moderation.holds import get_hold

@@ -27,7 +27,7 @@ from listserv.errors import ListservError, NotFound
 from listserv.intake.commands import fold
 from listserv.intake.policy import Decision
 from listserv.mail.addresses import AddressError, check
-from listserv.mail.message import text_body
+from listserv.mail.text import text_body
 from listserv.site import forums, members
 
 log = logging.getLogger(__name__)

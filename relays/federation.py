@@ -37,7 +37,9 @@ from pathlib import Path
 
 from listserv.delivery.queue import queue_message
 from listserv.errors import ListservError
-from listserv.mail.message import Parsed, clean_header_value, compose
+from listserv.mail.compose import compose
+from listserv.mail.headers import clean_header_value
+from listserv.mail.message import Parsed
 
 log = logging.getLogger(__name__)
 

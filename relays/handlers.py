@@ -21,7 +21,8 @@ from datetime import datetime
 
 from listserv.intake.commands import parse_commands
 from listserv.mail.addresses import classify, normalise
-from listserv.mail.message import Parsed, text_body
+from listserv.mail.message import Parsed
+from listserv.mail.text import text_body
 from relays import hub, lowband, node, readers, sheets, upstream
 from relays.federation import Refused, admit, record_refusal
 

@@ -18,7 +18,9 @@ from datetime import datetime
 
 from listserv.delivery.queue import queue_message
 from listserv.intake.commands import parse_commands
-from listserv.mail.message import Parsed, clean_header_value, compose, to_bytes
+from listserv.mail.compose import compose, to_bytes
+from listserv.mail.headers import clean_header_value
+from listserv.mail.message import Parsed
 from listserv.mail.replies import body_of
 from listserv.mail.templates import render_mail
 from relays.render import find_item, flowed, load_view, wrap

@@ -23,7 +23,8 @@ from listserv.delivery.notify import send_template
 from listserv.errors import TokenError
 from listserv.intake.commands import SETTINGS, fold, parse_commands
 from listserv.mail.addresses import classify, normalise
-from listserv.mail.message import Parsed, text_body
+from listserv.mail.message import Parsed
+from listserv.mail.text import text_body
 from listserv.mail.tokens import issue_token, peek_token, use_token
 from relays.recipients import MIN_BUDGET
 

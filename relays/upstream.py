@@ -32,7 +32,9 @@ from email.utils import format_datetime
 from listserv.delivery.notify import send_template
 from listserv.intake.policy import Decision
 from listserv.mail.addresses import AddressError, check
-from listserv.mail.message import Parsed, clean_header_value, text_body
+from listserv.mail.headers import clean_header_value
+from listserv.mail.message import Parsed
+from listserv.mail.text import text_body
 from relays import node
 from relays.federation import TRACE_HEADER, header_trace, queue_envelope, read_secrets
 from relays.language import declared, detect

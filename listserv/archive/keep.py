@@ -27,14 +27,9 @@ import bleach
 from bleach.linkifier import Linker
 
 from listserv.errors import ListservError, NotFound
-from listserv.mail.message import (
-    DANGEROUS_BLOCKS,
-    clean_header_value,
-    decode_header_text,
-    decode_payload,
-    html_to_text,
-    raw_header,
-)
+from listserv.mail.headers import clean_header_value, decode_header_text
+from listserv.mail.message import raw_header
+from listserv.mail.text import DANGEROUS_BLOCKS, decode_payload, html_to_text
 
 log = logging.getLogger(__name__)
 

@@ -92,7 +92,8 @@ def _read_message(raw: bytes | None) -> tuple[dict, str, str]:
     """(headers, text, problem) of a stored message, never raising."""
     if raw is None:
         return {}, "", "the message itself is missing from the store"
-    from listserv.mail.message import parse, text_body
+    from listserv.mail.message import parse
+    from listserv.mail.text import text_body
 
     try:
         parsed = parse(bytes(raw))

@@ -32,19 +32,10 @@ from listserv.archive.links import archived_at, list_archive
 from listserv.delivery import dmarc, queue
 from listserv.delivery.notify import forum_addresses
 from listserv.errors import MessageError
-from listserv.mail.message import (
-    DANGEROUS_BLOCKS,
-    LOOP_HEADER,
-    OUR_HEADERS,
-    clean_header_value,
-    decode_header_text,
-    decode_payload,
-    html_to_text,
-    is_clean_text_part,
-    raw_header,
-    text_body,
-    to_bytes,
-)
+from listserv.mail.compose import to_bytes
+from listserv.mail.headers import clean_header_value, decode_header_text
+from listserv.mail.message import LOOP_HEADER, OUR_HEADERS, raw_header
+from listserv.mail.text import (DANGEROUS_BLOCKS, decode_payload, html_to_text, is_clean_text_part, text_body)
 
 log = logging.getLogger(__name__)
 

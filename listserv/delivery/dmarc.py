@@ -37,7 +37,7 @@ from email.utils import formataddr, getaddresses
 from publicsuffixlist import PublicSuffixList
 
 from listserv.mail.addresses import domain_of, normalise
-from listserv.mail.message import clean_header_value, decode_header_text
+from listserv.mail.headers import clean_header_value, decode_header_text
 from listserv.site.dnsquery import DnsError, NoRecord, make_resolver, to_ascii, txt_records
 
 log = logging.getLogger(__name__)

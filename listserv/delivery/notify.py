@@ -19,7 +19,7 @@ from email.message import Message
 
 from listserv.delivery.autoreplies import may_reply
 from listserv.delivery.queue import queue_message
-from listserv.mail.message import compose
+from listserv.mail.compose import compose
 from listserv.mail.templates import render_mail
 
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from email.message import Message
 
 from listserv.mail.addresses import domain_of
-from listserv.mail.message import to_bytes
+from listserv.mail.compose import to_bytes
 
 STATUSES = ("queued", "sending", "deferred", "sent", "bounced", "failed")
 

@@ -17,8 +17,6 @@ anyone but one plain mailbox.
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +27,8 @@ from listserv.delivery.notify import send_template, send_text
 from listserv.errors import ListservError
 from listserv.intake import subscriptions
 from listserv.intake.subscriptions import result_row
-from listserv.mail.message import Parsed, clean_header_value
+from listserv.mail.headers import clean_header_value
+from listserv.mail.message import Parsed
 from listserv.mail.replies import body_of, fold, read_text
 from listserv.site import members
 

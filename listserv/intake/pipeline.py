@@ -37,7 +37,8 @@ from listserv.delivery.queue import batch_size, queue_message
 from listserv.errors import ListservError, MessageError
 from listserv.intake.policy import decide_post
 from listserv.mail.addresses import classify, normalise
-from listserv.mail.message import Parsed, clean_header_value, decode_header_text, parse
+from listserv.mail.headers import clean_header_value, decode_header_text
+from listserv.mail.message import Parsed, parse
 from listserv.site import forums
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,11 @@
-"""Reading mail we did not write, and writing mail of our own, safely.
+"""Reading mail we did not write, safely: parsed, checked, and classified.
 
 `parse` reads raw bytes with mail-parser (for its defect report) and keeps
 Python's compat32 message for re-serialising; every call into the `email`
 package that can raise on hostile input is guarded here and turned into a
-MessageError whose text is the reason to hold. `compose` builds the site's
-own messages (replies, notices) from strings we sanitise: no value that came
-from outside ever reaches a header with a CR or LF in it.
-Reads and writes nothing on disk.
+MessageError whose text is the reason to hold. Header values are decoded and
+cleaned in `headers.py`, readable text is taken in `text.py`, and the site's
+own messages are built in `compose.py`. Reads and writes nothing on disk.
 """
 
 from __future__ import annotations
@@ -14,20 +13,17 @@ from __future__ import annotations
 import codecs
 import email
 import email.policy
-import html as html_module
 import logging
 import re
 from dataclasses import dataclass, field
 from email.errors import NonASCIILocalPartDefect
-from email.header import Header, decode_header
-from email.message import EmailMessage, Message
-from email.utils import format_datetime, make_msgid
+from email.message import Message
 
-import bleach
 import mailparser
 
 from listserv.errors import MessageError
 from listserv.mail.addresses import first_address, normalise
+from listserv.mail.headers import decode_header_text
 from listserv.mail.lineends import line_end_problem, only_crlf
 
 log = logging.getLogger(__name__)
@@ -35,11 +31,6 @@ log = logging.getLogger(__name__)
 MAX_DEPTH = 20
 MAX_PARTS = 500
 LOOP_HEADER = "X-Listserv-Loop"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_BLANKS = re.compile(r"[\r\n\t]+")
-# Elements whose content is code, not text: removed whole before any HTML cleaning.
-DANGEROUS_BLOCKS = re.compile(r"<(script|style|iframe|object|embed|noscript|template)\b.*?"
-                              r"</\1\s*>", re.IGNORECASE | re.DOTALL)
 # Defects that only say a message is slightly untidy; it still goes out.
 MINOR_DEFECTS = frozenset({"MissingHeaderBodySeparatorDefect", "ObsoleteHeaderDefect",
                            "InvalidHeaderDefect", "NonPrintableDefect",
@@ -50,51 +41,6 @@ OUR_HEADERS = ("List-Id", "List-Post", "List-Help", "List-Subscribe", "List-Unsu
                "List-Unsubscribe-Post", "List-Archive", "List-Owner", "Precedence",
                LOOP_HEADER, "Approved", "Approve", "Errors-To", "Return-Path",
                "X-Original-To", "Delivered-To", "DKIM-Signature")
-
-
-def clean_header_value(value: object, limit: int = 998) -> str:
-    """One safe line: CR, LF, tabs and control characters folded to spaces."""
-    text = str(value) if value is not None else ""
-    text = _BLANKS.sub(" ", text)
-    text = _CONTROL.sub("", text)
-    return text.strip()[:limit]
-
-
-def decode_header_text(raw: object) -> str:
-    """Decode an RFC 2047 header to one clean line; unknown charsets are read as
-    UTF-8 with replacement, undeclared 8-bit bytes as UTF-8 else Latin-1."""
-    if raw is None:
-        return ""
-    if isinstance(raw, Header):
-        raw = str(raw)
-    text = str(raw)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):  # surrogate-escaped 8-bit bytes
-        data = text.encode("utf-8", "surrogateescape")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-    try:
-        parts = decode_header(text)
-        pieces = []
-        for chunk, charset in parts:
-            if isinstance(chunk, str):
-                pieces.append(chunk)
-                continue
-            try:
-                pieces.append(chunk.decode(charset or "ascii"))
-            except (LookupError, UnicodeDecodeError):
-                pieces.append(chunk.decode("utf-8", "replace"))
-        joined = ""
-        for index, piece in enumerate(pieces):  # decode_header drops spaces between words
-            if index and parts[index - 1][1] is None and not joined.endswith(" ") \
-                    and parts[index][1] is not None:
-                joined += " "
-            joined += piece
-        text = joined
-    except Exception:  # email.errors.HeaderParseError and friends: keep the raw text
-        pass
-    return clean_header_value(text)
 
 
 @dataclass
@@ -355,110 +301,3 @@ def _is_bounce(parsed: Parsed, mail_from: str) -> bool:
     except Exception:
         return False
     return content_type == "multipart/report" and str(report).lower() == "delivery-status"
-
-
-def text_body(message: Message, limit: int = 200_000) -> str:
-    """The first text/plain part (or stripped HTML), decoded; '' when none."""
-    html = ""
-    try:
-        for part in message.walk():
-            if part.is_multipart() or part.get_content_disposition() == "attachment":
-                continue
-            kind = part.get_content_type()
-            if kind not in ("text/plain", "text/html"):
-                continue
-            text = decode_payload(part)[:limit]
-            if kind == "text/plain":
-                return text
-            html = html or text
-    except Exception:
-        return ""
-    if html:
-        return html_to_text(html)
-    return ""
-
-
-def html_to_text(html: str) -> str:
-    """Readable text from HTML: code blocks dropped, tags stripped, entities kept."""
-    html = DANGEROUS_BLOCKS.sub("", html)
-    html = re.sub(r"<\s*(br|/p|/div|/li|/h\d|/tr)\s*/?>", "\n", html, flags=re.IGNORECASE)
-    text = bleach.clean(html, tags=set(), strip=True, strip_comments=True)
-    return html_module.unescape(text)
-
-
-def decode_payload(part: Message) -> str:
-    """A text part's payload as str: the declared charset, else line by line
-    UTF-8 or Latin-1 (so one stray Latin-1 line does not spoil the rest).
-    NUL characters are dropped."""
-    data = part.get_payload(decode=True) or b""
-    return decode_bytes(data, part.get_content_charset()).replace("\x00", "")
-
-
-def decode_bytes(data: bytes, charset: str | None) -> str:
-    try:
-        return data.decode(charset or "utf-8")
-    except (LookupError, UnicodeDecodeError):
-        lines = []
-        for line in data.splitlines(keepends=True):
-            try:
-                lines.append(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                lines.append(line.decode("latin-1"))
-        return "".join(lines)
-
-
-def is_clean_text_part(part: Message) -> bool:
-    """True when a text part can go out exactly as it came: 7-bit transport,
-    valid in its declared charset (ASCII when none is declared), no NUL."""
-    try:
-        encoded = part.get_payload()
-        if not isinstance(encoded, str) or not encoded.isascii():
-            return False
-        data = part.get_payload(decode=True) or b""
-        charset = part.get_content_charset()
-        if b"\x00" in data or (charset is None and not data.isascii()):
-            return False
-        data.decode(charset or "ascii")
-    except Exception:  # unknown charset, undecodable bytes, odd payloads
-        return False
-    return True
-
-
-def compose(*, sender: str, to: str, subject: str, text: str, domain: str,
-            headers: dict[str, str] | None = None, html: str | None = None,
-            attachments: list[Message] | None = None, in_reply_to: str = "",
-            now=None) -> EmailMessage:
-    """A message of our own; every header value is cleaned of CR/LF first."""
-    message = EmailMessage(policy=email.policy.SMTP)
-    message["From"] = clean_header_value(sender)
-    message["To"] = clean_header_value(to)
-    message["Subject"] = clean_header_value(subject, 400)
-    message["Message-ID"] = make_msgid(domain=domain)
-    if now is not None:
-        message["Date"] = format_datetime(now)
-    else:
-        message["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
-    if in_reply_to:
-        message["In-Reply-To"] = f"<{clean_header_value(in_reply_to, 250)}>"
-        message["References"] = f"<{clean_header_value(in_reply_to, 250)}>"
-    for name, value in (headers or {}).items():
-        message[name] = clean_header_value(value)
-    message.set_content(text, charset="utf-8", cte="quoted-printable")
-    if html is not None:
-        message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    for attached in attachments or []:
-        if message.get_content_maintype() != "multipart":
-            message.make_mixed()
-        message.attach(attached)
-    return message
-
-
-def to_bytes(message: Message) -> bytes:
-    """Serialise with CRLF line ends; MessageError when the email package cannot."""
-    try:
-        if isinstance(message, EmailMessage):
-            return message.as_bytes(policy=email.policy.SMTP)
-        return message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))
-    except Exception as error:
-        raise MessageError(f"the message cannot be re-serialised: "
-                           f"{type(error).__name__}: {error}"[:300]) from None

@@ -37,7 +37,7 @@ import unicodedata
 from dataclasses import dataclass
 from email.message import Message
 
-from listserv.mail.message import decode_payload
+from listserv.mail.text import decode_payload
 from listserv.mail.reply_html import html_reply_text
 
 MAX_LINES = 5000

@@ -11,7 +11,7 @@ import pytest
 from facilitation import DOMAIN, FAC, NOW, ZOE, Pipeline, forum_site, post, query
 from helpers import listserv
 
-from listserv.mail.message import to_bytes
+from listserv.mail.compose import to_bytes
 from moderation import rules
 from moderation.decisions import carry_out
 

@@ -230,7 +230,7 @@ def signed_publication(now: datetime, payload: dict, *, to: str = "relay-a",
                        secret: str = SECRET, sender: str = HUB_DOMAIN, trace=(),
                        at: datetime | None = None) -> bytes:
     """A publication message as the hub sends it to relay `to`."""
-    from listserv.mail.message import to_bytes
+    from listserv.mail.compose import to_bytes
     from relays.federation import federation_message, new_envelope
 
     body = {"publication": {"key": payload["key"], "kind": payload["kind"],

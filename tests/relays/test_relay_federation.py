@@ -13,7 +13,7 @@ from relaykit import HUB_DOMAIN, SECRET, signed_publication, whatsnew_payload, w
 
 from listserv.intake.pipeline import Extensions, process_received
 from listserv.intake.smtp import store_incoming
-from listserv.mail.message import to_bytes
+from listserv.mail.compose import to_bytes
 from listserv.site.folder import Site
 from relays.federation import canonical
 from relays.serving import relay_extensions

@@ -25,7 +25,7 @@ from helpers import Server, free_port, listserv, send_mail
 from pypdf import PdfReader
 from relaykit import HUB_DOMAIN, add_recipients, body_text, make_hub, make_relay, query, wait_until
 
-from listserv.mail.message import to_bytes
+from listserv.mail.compose import to_bytes
 from listserv.site.folder import Site
 from relays.hub import add_relay
 
