@@ -20,7 +20,8 @@ from digests.wiring import STATUS as DIGEST_STATUS
 from listserv.archive.cli import archive
 from listserv.cli.common import Cli, pass_site, say, utcnow
 from listserv.cli.dkim import dkim
-from listserv.cli.forums import forum, member
+from listserv.cli.forums import forum
+from listserv.cli.members import member
 from listserv.cli.held import held
 from listserv.cli.imports import import_mailman
 from listserv.cli.ops import COMMANDS as OPS_COMMANDS
