@@ -35,62 +35,13 @@ from datetime import datetime, timedelta, timezone
 from flufl.bounce import all_failures
 
 from listserv.mail.addresses import domain_of, is_address, normalise
-from listserv.mail.tokens import check_short_mac, short_mac
+from listserv.mail.tokens import (bounce_token, bounce_token_valid,  # noqa: F401 (re-exported)
+                                  read_bounce_token, verp_sender)
 
 log = logging.getLogger(__name__)
 
 _DIAGNOSTIC = re.compile(r"\b([245]\d\d)\b")
-_TOKEN = re.compile(r"^([0-9a-z]{1,12})\.([a-z2-7]{16})$")
 STALE_SECONDS = 7 * 86400
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    text = ""
-    while True:
-        number, rest = divmod(number, 36)
-        text = digits[rest] + text
-        if not number:
-            return text
-
-
-def bounce_token(secret: bytes, slug: str, delivery_id: int) -> str:
-    """The detail of a copy's own bounce address: its delivery id and a MAC."""
-    return f"{_base36(delivery_id)}.{short_mac(secret, 'verp', slug, str(delivery_id))}"
-
-
-def verp_sender(secret: bytes, sender: str, delivery_id: int, domain: str) -> str:
-    """FORUM-bounces@D -> FORUM-bounces+TOKEN@D for one delivery row; any other
-    sender (not at our domain `domain`, not a forum's bounces address, or
-    already carrying a detail) is kept."""
-    local, _, sender_domain = sender.rpartition("@")
-    if sender_domain.lower() != domain.lower() or "+" in local or \
-            not local.endswith("-bounces") or local == "-bounces":
-        return sender
-    slug = local[:-len("-bounces")]
-    return f"{local}+{bounce_token(secret, slug, delivery_id)}@{sender_domain}"
-
-
-def read_bounce_token(secret: bytes, local_part: str) -> tuple[str, int] | None:
-    """(forum slug, delivery id) of a `FORUM-bounces+TOKEN` local part whose
-    token we issued, else None. Pure: reads no database."""
-    base, plus, detail = (local_part or "").partition("+")
-    base = base.lower()
-    if not plus or not base.endswith("-bounces") or base == "-bounces":
-        return None
-    match = _TOKEN.match(detail.lower())
-    if match is None:
-        return None
-    slug, delivery_id = base[:-len("-bounces")], int(match.group(1), 36)
-    if not check_short_mac(secret, match.group(2), "verp", slug, str(delivery_id)):
-        return None
-    return slug, delivery_id
-
-
-def bounce_token_valid(secret: bytes, local_part: str) -> bool:
-    """Whether a `FORUM-bounces+...` local part carries a token this site issued
-    (for the SMTP edge: refuse the others at RCPT)."""
-    return read_bounce_token(secret, local_part) is not None
 
 
 def _stamp(now) -> str:

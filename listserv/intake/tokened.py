@@ -9,8 +9,9 @@ reply from us for it: 1,000 random tokens give 1,000 refusals and 0 mails.
 
 `CHECKS` maps an address kind (`addresses.Recipient.kind`) to its checker,
 `fn(db, secret, recipient, forum_id, mail_from, now) -> str`: '' when the
-address may be taken, else the reply. A kind without a checker (today
-`-bounces+`, whose VERP part is read after DATA) is taken as before.
+address may be taken, else the reply. `FORUM-bounces+TOKEN` must carry a
+VERP token we signed; a bare `FORUM-bounces` (a non-VERP report, as Mailman
+does) is taken and read after DATA, where it never counts against a member.
 Reads `tokens`; writes nothing. Will not spend a token: the pipeline does,
 after DATA, in the same order as always.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from listserv.mail.addresses import SLUG, Recipient
-from listserv.mail.tokens import check_short_mac
+from listserv.mail.tokens import check_short_mac, read_bounce_token
 
 MAX_CODE = 64  # what we issue is 16 to 40 characters; an address part is at most 64
 _CODE = re.compile(r"^[a-z0-9._=-]{1,64}$")
@@ -90,8 +91,22 @@ def check_site_code(db, secret: bytes, recipient: Recipient, forum_id: int | Non
     return _token_reply(db, address, recipient.detail, None, now)
 
 
+def check_bounces(db, secret: bytes, recipient: Recipient, forum_id: int | None,
+                  mail_from: str, now: datetime, address: str = "") -> str:
+    """FORUM-bounces+TOKEN: the token must be one we signed for this forum's copy.
+    Plain FORUM-bounces is taken (a report without VERP; it is logged, never counted)."""
+    if not recipient.detail:
+        return ""
+    if len(recipient.detail) > MAX_CODE or read_bounce_token(
+            secret, f"{recipient.slug}-bounces+{recipient.detail}") is None:
+        return f"550 5.1.1 <{address[:100]}>: no such bounce address here; this " \
+               f"address is only for reports about mail we sent"
+    return ""
+
+
 CHECKS: dict[str, Callable[..., str]] = {
     "confirm": check_confirm,
     "leave": check_leave,
     "site": check_site_code,
+    "bounces": check_bounces,
 }

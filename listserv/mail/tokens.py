@@ -5,7 +5,8 @@ subscription, a facilitator's decision) and stores only its SHA-256;
 `use_token` spends it once, before it expires. `sign_link`/`read_link` make
 and check the HMAC-signed tokens of one-click unsubscribe links, which need
 no row; `short_mac` is the short form for leave addresses, checked against
-the sender. Writes the `tokens` table only.
+the sender; `bounce_token`/`read_bounce_token` make and read the signed
+detail of a copy's VERP bounce address. Writes the `tokens` table only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -96,3 +98,57 @@ def short_mac(secret: bytes, *parts: str) -> str:
 
 def check_short_mac(secret: bytes, mac: str, *parts: str) -> bool:
     return hmac.compare_digest(mac.lower(), short_mac(secret, *parts))
+
+
+# VERP bounce addresses (FORUM-bounces+TOKEN@D): here, not in delivery/, so that
+# the SMTP edge (intake) can refuse forged tokens at RCPT.
+_TOKEN = re.compile(r"^([0-9a-z]{1,12})\.([a-z2-7]{16})$")
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
+
+
+def bounce_token(secret: bytes, slug: str, delivery_id: int) -> str:
+    """The detail of a copy's own bounce address: its delivery id and a MAC."""
+    return f"{_base36(delivery_id)}.{short_mac(secret, 'verp', slug, str(delivery_id))}"
+
+
+def verp_sender(secret: bytes, sender: str, delivery_id: int, domain: str) -> str:
+    """FORUM-bounces@D -> FORUM-bounces+TOKEN@D for one delivery row; any other
+    sender (not at our domain `domain`, not a forum's bounces address, or
+    already carrying a detail) is kept."""
+    local, _, sender_domain = sender.rpartition("@")
+    if sender_domain.lower() != domain.lower() or "+" in local or \
+            not local.endswith("-bounces") or local == "-bounces":
+        return sender
+    slug = local[:-len("-bounces")]
+    return f"{local}+{bounce_token(secret, slug, delivery_id)}@{sender_domain}"
+
+
+def read_bounce_token(secret: bytes, local_part: str) -> tuple[str, int] | None:
+    """(forum slug, delivery id) of a `FORUM-bounces+TOKEN` local part whose
+    token we issued, else None. Pure: reads no database."""
+    base, plus, detail = (local_part or "").partition("+")
+    base = base.lower()
+    if not plus or not base.endswith("-bounces") or base == "-bounces":
+        return None
+    match = _TOKEN.match(detail.lower())
+    if match is None:
+        return None
+    slug, delivery_id = base[:-len("-bounces")], int(match.group(1), 36)
+    if not check_short_mac(secret, match.group(2), "verp", slug, str(delivery_id)):
+        return None
+    return slug, delivery_id
+
+
+def bounce_token_valid(secret: bytes, local_part: str) -> bool:
+    """Whether a `FORUM-bounces+...` local part carries a token this site issued
+    (for the SMTP edge: refuse the others at RCPT)."""
+    return read_bounce_token(secret, local_part) is not None

@@ -168,3 +168,43 @@ def test_automatic_replies_to_one_address_stop_at_the_hourly_limit(served):
     time.sleep(1.5)
     assert len(sink.messages_to(VICTIM)) == 3  # [site] max_replies_per_hour = 3
     assert server.output().count("not sent: 3 already in the last hour") == 3
+
+
+def dsn_naming(member: str, to: str) -> str:
+    """A well-formed RFC 3464 report that says `member` failed."""
+    return (f"From: MAILER-DAEMON@mx.example.org\nTo: {to}\nSubject: Undelivered Mail\n"
+            f"Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <{secrets.token_hex(6)}@mx>\n"
+            "MIME-Version: 1.0\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+            "--b\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n"
+            "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+            f"Final-Recipient: rfc822; {member}\nAction: failed\nStatus: 5.1.1\n"
+            "Diagnostic-Code: smtp; 550 5.1.1 no such user\n\n--b--\n")
+
+
+def test_a_forged_bounce_token_is_refused_at_rcpt_and_nothing_is_stored(served):
+    site, sink, server = served
+    forged = [f"peace-bounces+{secrets.randbelow(10**6):x}.{'a' * 16}@{DOMAIN}",
+              f"peace-bounces+1.abcdefghijklmnop@{DOMAIN}", f"peace-bounces+nonsense@{DOMAIN}",
+              f"peace-bounces+{'x' * 300}@{DOMAIN}"]
+    replies = rcpt_replies(server.port, "", forged)
+    assert {code for code, _ in replies} == {550}, replies
+    assert all(b"no such bounce address" in text for _, text in replies)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send_mail(server.port, "", [forged[0]], dsn_naming("ana@example.org", forged[0]))
+    time.sleep(2)
+    assert query(site, "SELECT count(*) FROM messages") == [(0,)]
+    assert query(site, "SELECT bounce_score FROM members") == [(0,)]
+    assert sink.caught == []
+
+
+def test_a_report_to_the_bare_bounce_address_is_taken_and_never_counts(served):
+    site, sink, server = served
+    send_mail(server.port, "", [f"peace-bounces@{DOMAIN}"],
+              dsn_naming("ana@example.org", f"peace-bounces@{DOMAIN}"))
+    wait_until(lambda: query(site, "SELECT count(*) FROM messages WHERE status != 'new'")
+               == [(1,)], what="the report to be read")
+    time.sleep(1)
+    assert query(site, "SELECT bounce_score FROM members") == [(0,)]
+    assert query(site, "SELECT count(*) FROM bounces") == [(0,)]
+    assert sink.caught == []

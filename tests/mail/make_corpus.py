@@ -648,9 +648,10 @@ def bounce_user_unknown():
                OUR_COPY)
 
 
-@sample("bounce-verp.eml", "bounce-not-counted",
+@sample("bounce-verp.eml", "refuse",
         "a DSN to an old-style, unsigned VERP address peace-bounces+ben=example.org@...: "
-        "the address names ben but carries no valid token, so it changes no member",
+        "the address names ben but carries no valid token: refused at RCPT (550), "
+        "nothing stored, no member changed", smtp_code=550,
         mail_from="", rcpt_tos=("peace-bounces+ben=example.org@lists.example.org",),
         bounce_for="ben@example.org")
 def bounce_verp():
