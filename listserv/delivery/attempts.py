@@ -19,7 +19,7 @@ import logging
 import re
 import time
 
-from listserv.delivery.bounces import verp_sender
+from listserv.mail.tokens import verp_sender
 from listserv.delivery.dkim import crlf
 from listserv.delivery.handover import Skipped, personal_copy
 from listserv.delivery.outcomes import Outcome

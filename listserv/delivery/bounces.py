@@ -35,8 +35,7 @@ from datetime import datetime, timedelta, timezone
 from flufl.bounce import all_failures
 
 from listserv.mail.addresses import domain_of, is_address, normalise
-from listserv.mail.tokens import (bounce_token, bounce_token_valid,  # noqa: F401 (re-exported)
-                                  read_bounce_token, verp_sender)
+from listserv.mail.tokens import read_bounce_token
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from helpers import free_port, running_sink, write_site
 
-from listserv.delivery.bounces import read_bounce_token
+from listserv.mail.tokens import read_bounce_token
 from listserv.delivery.engine import (
     deliver_pending,
     personal_headers,
