@@ -18,6 +18,7 @@ from listserv.cli.common import (
     say,
     utcnow,
 )
+from listserv.cli.mta import refresh_maps
 from listserv.site import forums, members
 from listserv.site.folder import Site
 
@@ -73,6 +74,7 @@ def forum_create(site: Site, slug: str, title: str, forum_path: str, language: s
                             dmarc=dmarc)
     say(f"Created forum '{slug}': post to {slug}@{settings.domain}, "
         f"subscribe at {slug}-join@{settings.domain}")
+    refresh_maps(site)
     if not created["facilitators"]:
         say(f"No facilitator yet: add one with "
             f"'listserv forum edit {slug} --add-facilitator ADDR'")

@@ -4,7 +4,7 @@ Commands are thin: parse, call one core function, print. Data goes to
 stdout (`--json` for JSON), messages to stderr; errors are one line and a
 non-zero exit (see common.Cli). The forum and member commands are in
 forums.py, the hold commands in held.py, `queue` and `status` in
-status.py, `dkim` in dkim.py. The cli modules and serve.py are where the packages are
+status.py, `dkim` in dkim.py, `mta` in mta.py. The cli modules and serve.py are where the packages are
 wired together; the site is opened only when a command needs it, so
 `--help` works in any folder.
 """
@@ -24,6 +24,7 @@ from listserv.cli.forums import forum
 from listserv.cli.members import member
 from listserv.cli.held import held
 from listserv.cli.imports import import_mailman
+from listserv.cli.mta import mta
 from listserv.cli.ops import COMMANDS as OPS_COMMANDS
 from listserv.cli.ops import held_retry, queue_retry
 from listserv.cli.status import SECTIONS, queue_command, status
@@ -61,6 +62,7 @@ queue_command.add_command(queue_retry)
 forum.add_command(import_mailman)
 held.add_command(held_retry)
 cli.add_command(dkim)
+cli.add_command(mta)
 for _command in RELAY_COMMANDS:  # relay, recipient, translation, postal
     cli.add_command(_command)
 SECTIONS.append(RELAY_STATUS)
