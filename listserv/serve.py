@@ -50,6 +50,7 @@ from listserv.intake.pipeline import (
 )
 from listserv.intake.smtp import start_intake
 from listserv.intake.tls import IntakeTls
+from listserv.site import mta
 from listserv.site.faults import OneLine, log_failure
 from listserv.site.retention import purge_old
 from listserv.site.settings import parse_hostport
@@ -181,6 +182,10 @@ async def serve(site, host: str, port: int) -> None:
 
     moderator = Wakeable("moderation", moderation_step)
     extensions = relay_extensions(site, wire_extensions(site))  # relay@, and a relay's addresses
+    try:  # maps written by `listserv mta postfix` follow forums created while we were down
+        mta.refresh_maps(site, extensions.site_addresses)
+    except ListservError as error:
+        log.error("Postfix maps not rewritten: %s", error)
 
     async def pipeline_step() -> bool:
         taken = await site.write(process_received, site, utcnow(), 5, extensions)

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from listserv.cli.common import json_option, local_user, pass_site, print_json, say, utcnow
+from listserv.cli.mta import refresh_maps
 from listserv.errors import ListservError
 from listserv.site import forums, members
 from listserv.site.folder import Site
@@ -111,6 +112,8 @@ def import_mailman(site: Site, slug: str, members_file: Path, digest_file: Path 
             if members.find(db, forum["id"], address) is not None:
                 rules.set_standing(db, forum["id"], address, standing, by=local_user(),
                                    via="mailman import", now=now)
+    if created:
+        refresh_maps(site)
     modes = {mode: sum(1 for row in roster.rows.values() if row.get("mode") == mode)
              for mode in ("digest", "nomail")}
     report = {"forum": slug, "created": created, "added": result["added"],

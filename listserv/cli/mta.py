@@ -27,11 +27,10 @@ def site_addresses(site: Site) -> frozenset[str]:
 
 
 def refresh_maps(site: Site) -> None:
-    """Rewrite the maps in the default folder if `mta postfix` wrote them there."""
-    folder = site.folder / "data" / "postfix"
-    if (folder / maps.RECIPIENTS).exists():
-        maps.site_maps(site, site_addresses(site), folder)
-        say(f"Rewrote the Postfix maps in {folder}/; run postmap on them (listserv mta postfix)")
+    """Rewrite (and postmap) the maps in the default folder if `mta postfix` wrote
+    them there."""
+    if maps.refresh_maps(site, site_addresses(site)):
+        say(f"Rewrote the Postfix maps in {site.folder / 'data' / 'postfix'}/")
 
 
 @click.group()
@@ -49,8 +48,11 @@ def postfix(site: Site, output: Path | None) -> None:
     settings = site.settings
     folder, paths = maps.site_maps(site, site_addresses(site), output)
     folder = folder.resolve()
-    say(f"Wrote {', '.join(str(path) for path in paths)}")
-    click.echo("# Run after each change (listserv rewrites the maps when forums change):")
+    mapped = maps.run_postmap(paths)
+    say(f"Wrote {', '.join(str(path) for path in paths)}"
+        + (" and ran postmap on them" if mapped else "; postmap is not on this machine"))
+    click.echo("# Run after writing them elsewhere (listserv rewrites and postmaps the maps in"
+               " data/postfix/ when forums change):")
     for path in paths:
         click.echo(f"postmap {folder / path.name}")
     click.echo("# main.cf:")

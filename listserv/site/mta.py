@@ -6,7 +6,11 @@ Writes two files into a folder (default: the site's data/postfix/): `transport`
 accepts at RCPT, so Postfix refuses the rest at its own RCPT and never
 bounces later). Each is written to a temporary file and renamed, so Postfix
 never reads half a map. Also gives the `postmap` commands and `main.cf`
-lines to use. Will not run `postmap` or touch Postfix's own configuration.
+lines to use. `refresh_maps` rewrites maps that were written before (by
+`listserv mta postfix`, in the default folder) and runs `postmap` on them
+when it is on this machine, so Postfix sees a new forum at once; `serve`
+calls it at start and the forum commands after a change. Will not touch
+Postfix's own configuration.
 
 The caller passes the site addresses (`whatsnew`, `templates`, `relay`...)
 that the other packages add; this module does not import them.
@@ -14,7 +18,10 @@ that the other packages add; this module does not import them.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -25,6 +32,8 @@ FORUM_SUFFIXES = ("", "-request", "-join", "-leave", "-owner", "-bounces", "-con
 ALWAYS = ("postmaster", "abuse", "listserv-bounces")  # accepted by intake on every site
 TRANSPORT = "transport"
 RECIPIENTS = "relay_recipients"
+
+log = logging.getLogger(__name__)
 
 
 def recipients(domain: str, slugs, site_addresses) -> list[str]:
@@ -100,3 +109,36 @@ def site_maps(site, site_addresses, folder: Path | None = None) -> tuple[Path, l
     hop = next_hop(settings.smtp.listen, settings.smtp.protocol)
     addresses = recipients(settings.domain, slugs, site_addresses)
     return folder, write_maps(folder, settings.domain, hop, addresses)
+
+
+def run_postmap(paths: list[Path]) -> bool:
+    """`postmap` each map, when Postfix's `postmap` is on this machine; True when
+    it ran for all. A failure is one ListservError line with postmap's words."""
+    postmap = shutil.which("postmap") or ("/usr/sbin/postmap"
+                                          if os.path.exists("/usr/sbin/postmap") else None)
+    if postmap is None:
+        return False
+    for path in paths:
+        try:
+            result = subprocess.run([postmap, str(path)], capture_output=True, text=True,
+                                    timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise ListservError(f"postmap {path} did not run: {error}") from None
+        if result.returncode != 0:
+            words = (result.stderr or result.stdout).strip().splitlines()
+            raise ListservError(f"postmap {path} failed: {words[-1] if words else result.returncode}")
+    return True
+
+
+def refresh_maps(site, site_addresses) -> list[Path]:
+    """Rewrite the maps in the default folder if they were written there before,
+    and postmap them; [] when the site has no Postfix maps."""
+    folder = site.folder / "data" / "postfix"
+    if not (folder / RECIPIENTS).exists():
+        return []
+    _, paths = site_maps(site, site_addresses, folder)
+    if run_postmap(paths):
+        log.info("rewrote and postmapped the Postfix maps in %s", folder)
+    else:
+        log.info("rewrote the Postfix maps in %s; postmap is not on this machine", folder)
+    return paths

@@ -83,3 +83,29 @@ def test_bad_output_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot write the Postfix maps" in lines[0], result.output
+
+
+def test_serve_rewrites_maps_that_miss_a_forum_at_start(tmp_path):
+    from helpers import running_server, wait_until
+
+    folder = make_site(tmp_path)
+    assert run(folder, "mta", "postfix").exit_code == 0
+    recipients = folder / "data" / "postfix" / "relay_recipients"
+    site = Site(folder)  # a forum made while serve was down, by no command that rewrites
+    forums.create(site.db, "seeds", title="Seeds", path="thematic", now=NOW)
+    site.db.conn.close()
+    assert f"seeds@{DOMAIN}" not in table(recipients)
+    with running_server(folder):
+        wait_until(lambda: f"seeds-join@{DOMAIN}" in table(recipients), timeout=20,
+                   what="serve rewriting the Postfix maps at start")
+    assert f"peace@{DOMAIN}" in table(recipients)
+
+
+def test_readme_shows_the_main_cf_lines_that_mta_postfix_prints():
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Behind Postfix", 1)[1].split("\n## ", 1)[0]
+    from listserv.site import mta
+
+    lines = mta.main_cf_lines(DOMAIN, Path("/srv/listserv/site/data/postfix"))
+    missing = [line for line in lines if line not in section.splitlines()]
+    assert not missing, missing

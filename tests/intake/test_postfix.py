@@ -5,6 +5,9 @@ unknown recipient is refused at Postfix's RCPT. Skipped without Postfix."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import email.utils
 import os
 import pwd
 import re
@@ -15,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import Server, free_port, listserv, wait_for_port, wait_until, write_site
+from helpers import Server, free_port, listserv, query, wait_for_port, wait_until, write_site
 
 from listserv.site import mta
 
@@ -70,8 +73,8 @@ def postfix():
 def start_postfix(base: Path, port: int, site: Path) -> None:
     config = base / "etc"
     owner = pwd.getpwnam("postfix")
-    (base / "vmailbox").write_text(f"ana@{MEMBERS} {MEMBERS}/ana/\n"
-                                   f"ben@{MEMBERS} {MEMBERS}/ben/\n")
+    (base / "vmailbox").write_text("".join(f"{user}@{MEMBERS} {MEMBERS}/{user}/\n"
+                                           for user in ("ana", "ben", "carla")))
     subprocess.run([POSTMAP, str(base / "vmailbox")], check=True)
     for name in (mta.TRANSPORT, mta.RECIPIENTS):
         subprocess.run([POSTMAP, str(site / "data" / "postfix" / name)], check=True)
@@ -103,14 +106,20 @@ def maildir(base: Path, user: str) -> list[bytes]:
     return [path.read_bytes() for path in new.iterdir()] if new.is_dir() else []
 
 
-def test_post_through_postfix_reaches_members_maildirs(postfix):
-    base, port = postfix
+def postfix_site(base: Path, port: int) -> tuple[Path, int]:
+    """A site whose smarthost is the Postfix on `port`, listening by LMTP; one forum."""
     serve_port = free_port()
     site = write_site(base / "site", smarthost_port=port,
                       extra=f'[smtp]\nlisten = "127.0.0.1:{serve_port}"\nprotocol = "lmtp"\n')
     listserv("init", str(site), "--domain", DOMAIN, check=False)
     listserv("forum", "create", "peace", "--title", "Peace", "--path", "thematic",
-             "--policy", "open", site=site)
+             "--policy", "open", "--no-charter", site=site)
+    return site, serve_port
+
+
+def test_post_through_postfix_reaches_members_maildirs(postfix):
+    base, port = postfix
+    site, serve_port = postfix_site(base, port)
     for user in ("ana", "ben"):
         listserv("member", "add", "peace", f"{user}@{MEMBERS}", "--preconfirmed", site=site)
     out = listserv("mta", "postfix", site=site).stdout
@@ -141,3 +150,50 @@ def test_post_through_postfix_reaches_members_maildirs(postfix):
     text = log.read_text()
     assert re.search(rf"to=<peace@{DOMAIN}>.*relay=127\.0\.0\.1\[127\.0\.0\.1\]:{serve_port}"
                      rf".*status=sent", text), text
+
+
+def rcpt_code(port: int, address: str) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.example")
+        client.mail(f"carla@{MEMBERS}")
+        return client.rcpt(address)[0]
+
+
+def test_a_subscription_round_trip_and_a_new_forum_work_through_postfix(postfix):
+    base, port = postfix
+    site, serve_port = postfix_site(base, port)
+    listserv("mta", "postfix", site=site)
+    start_postfix(base, port, site)
+    assert rcpt_code(port, f"water@{DOMAIN}") == 550  # no such forum yet
+    created = listserv("forum", "create", "water", "--title", "Water", "--path", "thematic",
+                       site=site)
+    assert "Rewrote the Postfix maps" in created.stderr
+    # the forum commands rewrite and postmap the maps: Postfix takes the new forum at once
+    wait_until(lambda: rcpt_code(port, f"water-join@{DOMAIN}") == 250, timeout=20,
+               what="Postfix accepting the new forum's address")
+    server = Server(site, port=serve_port).start()
+    try:
+        carla = f"carla@{MEMBERS}"
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.sendmail(carla, [f"peace-join@{DOMAIN}"],
+                            f"From: Carla <{carla}>\r\nTo: peace-join@{DOMAIN}\r\n"
+                            f"Subject: join\r\nMessage-ID: <j1@{MEMBERS}>\r\n\r\n"
+                            f"Please add me.\r\n".encode())
+        wait_until(lambda: maildir(base, "carla"), timeout=45,
+                   what="the confirmation request in carla's Maildir")
+        request = email.message_from_bytes(maildir(base, "carla")[0], policy=email.policy.default)
+        _, confirm = email.utils.parseaddr(str(request["Reply-To"]))
+        assert confirm.startswith("peace-confirm+"), confirm  # the + detail: recipient_delimiter
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.sendmail(carla, [confirm],
+                            f"From: Carla <{carla}>\r\nTo: {confirm}\r\n"
+                            f"Subject: Re: {request['Subject']}\r\n"
+                            f"Message-ID: <j2@{MEMBERS}>\r\n\r\nyes\r\n".encode())
+        wait_until(lambda: query(site, "SELECT count(*) FROM members m JOIN forums f "
+                                       "ON f.id = m.forum_id WHERE f.slug = 'peace' "
+                                       "AND m.address = ?", [carla]) == [(1,)],
+                   timeout=45, what="carla a member of peace")
+        wait_until(lambda: len(maildir(base, "carla")) >= 2, timeout=45,
+                   what="the welcome in carla's Maildir")
+    finally:
+        server.stop()
