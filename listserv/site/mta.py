@@ -63,7 +63,14 @@ def main_cf_lines(domain: str, folder: Path) -> list[str]:
         f"transport_maps = hash:{folder / TRANSPORT}",
         f"relay_recipient_maps = hash:{folder / RECIPIENTS}",
         "recipient_delimiter = +",
-        "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination",
+        # A tokened address (peace-confirm+TOKEN) passes the map by its base name;
+        # Postfix asks serve at RCPT (a probe by LMTP) before it takes the mail, so a
+        # forged token gets its 550 from Postfix and no bounce goes to anyone.
+        f"smtpd_recipient_restrictions = reject_unlisted_recipient, check_recipient_access "
+        f"inline:{{ {{ {domain} = reject_unverified_recipient }} }}, "
+        f"permit_mynetworks, reject_unauth_destination",
+        "unverified_recipient_reject_code = 550",
+        "unverified_recipient_reject_reason = no such address or code here",
     ]
 
 

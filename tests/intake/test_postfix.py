@@ -168,11 +168,15 @@ def test_a_subscription_round_trip_and_a_new_forum_work_through_postfix(postfix)
     created = listserv("forum", "create", "water", "--title", "Water", "--path", "thematic",
                        site=site)
     assert "Rewrote the Postfix maps" in created.stderr
-    # the forum commands rewrite and postmap the maps: Postfix takes the new forum at once
-    wait_until(lambda: rcpt_code(port, f"water-join@{DOMAIN}") == 250, timeout=20,
-               what="Postfix accepting the new forum's address")
     server = Server(site, port=serve_port).start()
     try:
+        # the forum commands rewrite and postmap the maps: Postfix takes the new forum at once
+        wait_until(lambda: rcpt_code(port, f"water-join@{DOMAIN}") == 250, timeout=20,
+                   what="Postfix accepting the new forum's address")
+        # a forged token: Postfix asks serve at RCPT and refuses it, so no bounce is made
+        for forged in (f"peace-confirm+{'5e' * 16}@{DOMAIN}", f"peace-leave+{'0a' * 12}@{DOMAIN}"):
+            assert rcpt_code(port, forged) == 550, forged
+        assert query(site, "SELECT count(*) FROM messages") == [(0,)]
         carla = f"carla@{MEMBERS}"
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
             client.sendmail(carla, [f"peace-join@{DOMAIN}"],
