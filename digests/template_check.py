@@ -87,6 +87,20 @@ def web_page_names() -> frozenset[str]:
                      for path in folder.iterdir() if path.is_file() and is_web_page(path.name))
 
 
+def site_template_names() -> frozenset[str]:
+    """Every name a file in a site's templates/<language>/ may have to be used:
+    the mail templates and the archive's page templates."""
+    return editable_names() | web_page_names()
+
+
+def check_template(site, language: str, name: str, source: str,
+                   budget: float | None = None) -> Checked:
+    """Check a site's template by its kind: a web page as a web page, else as mail."""
+    if is_web_page(name):
+        return check_web_page(site, language, name, source, budget)
+    return check_source(site, language, name, source, budget)
+
+
 def is_web_page(name: str) -> bool:
     """The archive's page templates (archive-*.html) make web pages, not mail:
     the mail rules (no forms, no <link>, no class) do not apply to them, and

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 
-from digests.template_check import NOT_EDITABLE, editable_names
+from digests.template_check import NOT_EDITABLE, site_template_names
 
 TOP_LEVEL = frozenset({"README.txt"})  # written there by `listserv init`
 
@@ -25,7 +25,7 @@ def stray_templates(site) -> list[dict]:
     if not folder.is_dir():
         return []
     languages = site.settings.site.languages
-    names = editable_names()
+    names = site_template_names()
     found = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)

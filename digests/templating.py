@@ -30,7 +30,8 @@ from pathlib import Path
 
 from digests.mailing import render_for, send, site_address
 from digests.slots import iso
-from digests.template_check import Checked, check_source, editable_names, shipped_source
+from digests.template_check import (Checked, check_template, editable_names, shipped_source,
+                                     site_template_names)
 from listserv.errors import ListservError, NotFound
 from listserv.site import store
 
@@ -90,7 +91,7 @@ def scan(site, db=None) -> list[Change]:
     try:
         changes = []
         for language in site.settings.site.languages:
-            for name in sorted(editable_names()):
+            for name in sorted(site_template_names()):
                 source = read_working(site, language, name)
                 active = active_version(db, language, name)
                 active_sha = active["sha"] if active else "shipped"
@@ -105,7 +106,7 @@ def scan(site, db=None) -> list[Change]:
                     continue
                 change = Change(language, name, source, active_sha)
                 if source is not None:
-                    change.checked = check_source(site, language, name, source)
+                    change.checked = check_template(site, language, name, source)
                 changes.append(change)
         return changes
     finally:
@@ -205,7 +206,7 @@ def history(db, name: str, language: str | None = None) -> list[dict]:
         sql += " AND language = ?"
         params.append(language)
     rows = list(db.query(sql + " ORDER BY id DESC", params))
-    if not rows and name not in editable_names():
+    if not rows and name not in site_template_names():
         raise NotFound(f"no template '{name}' (see 'listserv templates list')")
     return rows
 
@@ -214,7 +215,7 @@ def rollback(db, site, name: str, language: str, now: datetime, by: str,
              to: int | None = None) -> dict:
     """Activate the good version before the active one (or version `to`; 0 is the
     shipped default) as a new version; returns {from, to, version}."""
-    if name not in editable_names():
+    if name not in site_template_names():
         raise NotFound(f"no template '{name}' (see 'listserv templates list')")
     good = list(db.query("SELECT * FROM template_versions WHERE language = ? AND name = ? AND "
                          "status IN ('active', 'superseded') ORDER BY id DESC",
@@ -236,7 +237,7 @@ def rollback(db, site, name: str, language: str, now: datetime, by: str,
         target = older[0] if older else None
     source = target["source"] if target else None
     if target is not None:
-        checked = check_source(site, language, name, source)
+        checked = check_template(site, language, name, source)
         if not checked.ok:  # something it includes has changed since
             raise ListservError(f"version {target['id']} no longer passes its check: "
                                 f"{checked.errors[0]}")

@@ -42,3 +42,31 @@ def test_a_broken_or_unescaped_archive_page_is_reported_with_its_line(tmp_path, 
     assert month.startswith("en/archive-month.html:3: UndefinedError") and "mnth" in month
     (thread,) = rows["en/archive-thread.html"]["errors"]
     assert thread.startswith("en/archive-thread.html:2: ")
+
+
+def test_a_sites_own_archive_page_is_activated_and_used_not_called_stray(tmp_path, sink):
+    from archivekit import archived, forum, get, mail, post_ids, web_site
+    from helpers import running_server, send_mail
+
+    from listserv.site.resources import shipped_dir
+
+    folder, web = web_site(tmp_path, sink)
+    forum(folder)
+    pages = folder / "templates" / "en"
+    pages.mkdir(parents=True, exist_ok=True)
+    shipped = (shipped_dir("templates") / "en" / "archive-post.html").read_text()
+    (pages / "archive-post.html").write_text(shipped.replace(
+        "{% endblock %}", '<p class="meta">Kept by the Sahel centre</p>\n{% endblock %}'))
+    result = listserv("templates", "check", "--json", site=folder)
+    report = json_of(result)
+    assert report["stray"] == []
+    assert [row["template"] for row in report["activated"]] == ["en/archive-post.html"]
+    assert web_rows(result)["en/archive-post.html"]["source"] == "site"
+    with running_server(folder) as server:
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"],
+                  mail("Seeds for the dry season", "We keep millet seed in clay jars."))
+        archived(folder, 1)
+        (post_id,) = post_ids(folder)
+        status, _, body = get(web, f"/archive/peace/{post_id}.html")
+    assert status == 200 and "Kept by the Sahel centre" in body.decode()
+    assert "Seeds for the dry season" in body.decode()
