@@ -9,12 +9,11 @@ from pathlib import Path
 from helpers import write_site
 
 from listserv.delivery.bounce_actions import act_on_bounces, enable
-from listserv.delivery.bounces import (
+from listserv.delivery.bounces import handle_bounce_message, record_bounce
+from listserv.mail.tokens import (
     bounce_token,
     bounce_token_valid,
-    handle_bounce_message,
     read_bounce_token,
-    record_bounce,
     verp_sender,
 )
 from listserv.delivery.engine import deliver_pending
