@@ -25,7 +25,14 @@ from datetime import datetime, timedelta
 from email.utils import format_datetime, formataddr
 
 from digests import publications
-from digests.mailing import bulk_message, narrow, render_for, send, site_address, split_text
+from digests.mailing import (
+    bulk_message,
+    lowband_pieces,
+    narrow,
+    render_for,
+    send,
+    site_address,
+)
 from digests.slots import iso
 from listserv.archive.retrieval import document
 from listserv.delivery.distribution import list_headers
@@ -124,7 +131,10 @@ def _copies(site, forum: dict, subject: str, text: str, html: str | None, messag
     if not lowband:
         return [bulk_message([*common, ("Subject", subject),
                               ("Message-ID", f"<{message_id}>")], text, html)]
-    pieces = split_text(narrow(text), max(settings.delivery.lowband_budget - 1500, 500))
+    longest = [*common, ("Subject", f"{subject} (99/99)"),
+               ("Message-ID", f"<lowband99.{message_id}>"),
+               ("In-Reply-To", f"<lowband1.{message_id}>")]
+    pieces = lowband_pieces(site, narrow(text), longest)
     total = len(pieces)
     return [bulk_message([*common, ("Subject", subject if total == 1 else
                                     f"{subject} ({number}/{total})"),

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 from digests import publications
-from digests.mailing import bulk_message, narrow, render_for, split_text
+from digests.mailing import bulk_message, lowband_pieces, narrow, render_for
 from digests.slots import digest_schedule, iso, last_slot
 from listserv.delivery.distribution import list_headers, prefixed_subject, render_post
 from listserv.delivery.notify import forum_addresses
@@ -236,7 +236,10 @@ def lowband_copies(site, forum: dict, digest: dict, posts: list[dict],
     common = [("From", addresses["request"]), ("To", addresses["post"]),
               ("Date", format_datetime(datetime.now(timezone.utc))),
               *list_headers(forum, domain, personal=False)]
-    pieces = split_text(narrow(text), max(settings.delivery.lowband_budget - 1500, 500))
+    longest = [*common, ("Subject", f"{subject} (99/99)"),
+               ("Message-ID", f"<lowband99.{message_id}>"),
+               ("In-Reply-To", f"<lowband1.{message_id}>")]
+    pieces = lowband_pieces(site, narrow(text), longest)
     total = len(pieces)
     return [bulk_message([*common, ("Subject", subject if total == 1 else
                                     f"{subject} ({number}/{total})"),

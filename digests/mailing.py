@@ -20,11 +20,14 @@ from email.message import Message
 from email.utils import formataddr
 
 from listserv.delivery.autoreplies import may_reply
+from listserv.delivery.dkim import signature_room
 from listserv.delivery.notify import site_context
 from listserv.delivery.queue import queue_message
 from listserv.mail.compose import compose
 from listserv.mail.headers import clean_header_value
 from listserv.mail.templates import render, render_mail
+
+MIN_PIECE = 500  # bytes of text a lowband part carries, however small the budget
 
 
 def bulk_message(headers: list[tuple[str, str]], text: str, html: str | None = None) -> bytes:
@@ -73,11 +76,12 @@ def narrow(text: str, width: int = 72) -> str:
     return "\n".join(lines)
 
 
-def split_text(text: str, room: int) -> list[str]:
-    """`text` cut between lines into pieces of at most `room` bytes."""
+def split_text(text: str, room: int, cost=lambda line: len(line.encode("utf-8"))) -> list[str]:
+    """`text` cut between lines into pieces of at most `room`, each line
+    counted by `cost` (its UTF-8 bytes unless told)."""
     pieces, current, size = [], [], 0
     for line in text.splitlines(keepends=True):
-        length = len(line.encode("utf-8"))
+        length = cost(line)
         if current and size + length > room:
             pieces.append("".join(current))
             current, size = [], 0
@@ -85,6 +89,22 @@ def split_text(text: str, room: int) -> list[str]:
         size += length
     pieces.append("".join(current))
     return pieces
+
+
+def sent_bytes(line: str) -> int:
+    """Bytes a line of text takes in a `bulk_message` body: quoted-printable, CRLF."""
+    return len(quopri.encodestring(line.encode("utf-8"))) + line.count("\n")
+
+
+def lowband_pieces(site, text: str, headers: list[tuple[str, str]]) -> list[str]:
+    """`text` cut between lines into the texts of a lowband copy's parts, so that
+    each part, sent with `headers` (the longest part's: its Subject numbered
+    '(99/99)'), a '[99/99]' line on top and the site's DKIM signatures, is at
+    most [delivery] lowband_budget bytes (but never less than MIN_PIECE of text)."""
+    settings = site.settings
+    overhead = len(bulk_message(headers, "[99/99]\n\n"))
+    room = settings.delivery.lowband_budget - overhead - signature_room(settings)
+    return split_text(text, max(room, MIN_PIECE), sent_bytes)
 
 
 def site_address(site, name: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 
 import pytest
 from helpers import (
@@ -188,3 +189,51 @@ def test_a_second_selector_signs_beside_the_first_during_a_rotation(tmp_path, si
         old = [name for name in records if "_domainkey" in name and "ls-next" not in name]
         zone[old[0]] = None  # the old record withdrawn: the new one still verifies
         assert sorted(dkim_verifies(data, nameserver)) == [False, True]
+
+
+LOWBAND = 4000
+PARAGRAPH = ("Les femmes de la coopérative ont partagé les semences et les outils "
+             "dans toute la vallée, et elles ont tout écrit dans le cahier.\n")
+
+
+def lowband_digest(tmp_path, sink, reader: str, *, signed: bool) -> list:
+    """The parts of the peace digest caught for `reader`, a lowband digest member,
+    under a budget of LOWBAND bytes; RSA and Ed25519 signatures when `signed`."""
+    folder = make_site(tmp_path / reader.split("@")[0], sink)
+    config = folder / "listserv.toml"
+    config.write_text(config.read_text().replace("lowband_budget = 20000",
+                                                 f"lowband_budget = {LOWBAND}"))
+    setup_forum(folder)
+    listserv("member", "add", "peace", reader, "--mode", "digest", "--profile", "lowband",
+             "--preconfirmed", site=folder)
+    set_dkim(folder, ed25519_selector="ed2026" if signed else "")
+    if not signed:
+        set_dkim(folder, selector="")
+    records = published(folder)
+    before = len(sink.messages_to("ben@example.net"))
+    with running_dns(records) as (_zone, nameserver), running_server(folder) as server:
+        for n in range(3):
+            send_mail(server.port, "ana@example.org", ["peace@lists.example.org"],
+                      POST.replace("wells-1", f"wells-l{n}").replace(
+                          "Nous avons creusé deux puits.", f"Semaine {n}.\n" + PARAGRAPH * 12))
+        sink.wait_for_recipient("ben@example.net", count=before + 3)
+        listserv("digest", "send", "peace", site=folder)
+        sink.wait_for_recipient(reader)
+        time.sleep(1)  # every part of the digest
+        parts = [c for c in sink.caught if reader in c.rcpt_tos]
+        verdicts = [dkim_verifies(c.data, nameserver) for c in parts]
+    assert verdicts == [[True, True] if signed else []] * len(parts)
+    return parts
+
+
+def test_lowband_digest_parts_stay_within_the_budget_with_their_signatures(tmp_path, sink):
+    signed = lowband_digest(tmp_path, sink, "lea@example.org", signed=True)
+    assert len(signed) > 2
+    assert all(len(c.data) <= LOWBAND for c in signed), [len(c.data) for c in signed]
+    unsigned = lowband_digest(tmp_path, sink, "eve@example.org", signed=False)
+    assert all(len(c.data) <= LOWBAND for c in unsigned)
+    # Without signatures to make room for, each part carries more of the digest.
+    assert len(unsigned) < len(signed)
+    text = [sum(len(c.message.get_content()) for c in parts) / len(parts)
+            for parts in (signed, unsigned)]
+    assert text[1] > text[0] + 500, text
