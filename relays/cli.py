@@ -265,10 +265,10 @@ def translation_show(site: Site, sheet_id: int, as_json: bool) -> None:
     sheet, publication = _sheet(site.db, sheet_id)
     if as_json:
         print_json({**sheet, "publication": publication["key"], "segments": list(
-            site.db.query("SELECT number, path, source_language, source, text, status, "
-                          "filled_by FROM translation_segments WHERE publication_id = ? AND "
-                          "language = ? ORDER BY number", [sheet["publication_id"],
-                                                          sheet["language"]]))})
+            site.db.query("SELECT number, sheet_number, path, source_language, source, "
+                          "text, status, filled_by FROM translation_segments WHERE "
+                          "publication_id = ? AND language = ? ORDER BY number",
+                          [sheet["publication_id"], sheet["language"]]))})
         return
     context = sheet_context(site.db, sheet, publication)
     subject, body = render_mail(site.active_templates, "translation-sheet.txt",

@@ -1,8 +1,9 @@
 """Translators' replies: reading a filled sheet and writing what it fills.
 
-A sheet lists segments as `[N]` lines followed by the text to translate. A
-reply keeps the numbers: each `[N]` at the start of a line begins the
-translation of segment N, which runs until the next number (`[N] =` means
+A sheet lists segments as `[N]` lines followed by the text to translate,
+numbered 1..n as the sheet shows them (`sheet_number`, see translation.py);
+every number here, read or answered, is that one. A reply keeps the numbers:
+each `[N]` at the start of a line begins the translation of segment N, which runs until the next number (`[N] =` means
 "the same as the original", a name say: the translator's word, remembered
 so that it is not asked again). Only what the translator wrote is read, as
 the reply reader (listserv/mail/replies.py) finds it: no quoted lines,
@@ -34,7 +35,8 @@ from listserv.errors import ListservError, NotFound, TokenError
 from listserv.mail.message import Parsed
 from listserv.mail.replies import body_of, read_text
 from listserv.mail.tokens import peek_token
-from relays.translation import complete_if_done, normalise, remember, sheet_context
+from relays.translation import (by_sheet_number, complete_if_done, normalise, remember,
+                                sheet_context)
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +134,9 @@ def apply_reply(db, site, sheet_id: int, body: str, by: str, now: datetime) -> O
     """Fill a sheet's segments (and the memory) from a reply's text."""
     sheet = db["translation_sheets"].get(sheet_id)
     reply = read_reply(body)
-    segments = {row["number"]: row for row in db.query(
+    segments = by_sheet_number(db.query(
         "SELECT * FROM translation_segments WHERE publication_id = ? AND language = ?",
-        [sheet["publication_id"], sheet["language"]])}
+        [sheet["publication_id"], sheet["language"]]))
     on_sheet = {n for n, row in segments.items() if row["status"] in ("open", "original",
                                                                       "translated")}
     outcome = Outcome(sheet=sheet, late=sheet["status"] in ("expired",))

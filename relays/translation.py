@@ -7,8 +7,10 @@ the target language needs nothing; the hub's own headings in that language
 and the translation memory (exact match on normalised text, per language
 pair) fill what was translated before; the rest go to the language's
 translators as one numbered plain-text sheet by email, with a reply address
-of its own (`relay+CODE@domain`). Their reply fills the sheet and the memory
-(`sheets.py` reads it). Each language is ready on its own (a
+of its own (`relay+CODE@domain`). The sheet numbers what it asks for 1..n
+without gaps (`sheet_number`; a segment's own `number` counts every text of
+the publication, known ones too), and replies are read by those numbers.
+Their reply fills the sheet and the memory (`sheets.py` reads it). Each language is ready on its own (a
 `relay_dispatches` row, which dispatch takes at once): the original at
 once, a language with nothing open at once, the others when their sheet is
 complete or at the deadline, when what is still open goes out in the
@@ -164,8 +166,11 @@ def prepare(db, site, publication: dict, now: datetime, draft=None) -> str:
                          "number": segment.number, "path": segment.path,
                          "source_language": segment.source_language,
                          "source": segment.source, "text": text, "status": status,
-                         "filled_by": by, "filled_at": now.isoformat() if text else None})
+                         "filled_by": by, "filled_at": now.isoformat() if text else None,
+                         "sheet_number": None})
         open_rows = [r for r in rows if r["status"] == "open"]
+        for position, row in enumerate(open_rows, 1):  # what the translator sees: 1..n
+            row["sheet_number"] = position
         if open_rows and draft is not None:
             _add_drafts(open_rows, draft)
         db["translation_segments"].insert_all(rows, ignore=True)
@@ -209,8 +214,8 @@ def open_sheet(db, site, publication: dict, language: str, count: int, now: date
     if not translators:
         db["translation_sheets"].update(sheet_id, {"status": "unassigned"})
         log.warning("publication %s: no translator for '%s' ([relay] translators); "
-                    "%d segments wait for 'listserv translation submit %s' or the deadline",
-                    publication["key"], language, count, sheet_id)
+                    "%s wait for 'listserv translation submit %s' or the deadline",
+                    publication["key"], language, _segments(count), sheet_id)
         return sheet_id
     deadline = datetime.fromisoformat(publication["deadline_at"])
     lifetime = int((deadline - now + SHEET_LIFETIME).total_seconds())
@@ -223,17 +228,34 @@ def open_sheet(db, site, publication: dict, language: str, count: int, now: date
     for address in translators:
         send_template(db, site, "translation-sheet.txt", to=address, language=language,
                       ref=f"translation-sheet:{sheet_id}", now=now, reply_to=reply, **context)
-    log.info("publication %s: sheet %s (%s, %d segments) sent to %s", publication["key"],
-             sheet_id, language, count, ", ".join(translators))
+    log.info("publication %s: sheet %s (%s, %s) sent to %s", publication["key"],
+             sheet_id, language, _segments(count), ", ".join(translators))
     return sheet_id
 
 
+def _segments(count: int) -> str:
+    return "1 segment" if count == 1 else f"{count} segments"
+
+
+def by_sheet_number(rows) -> dict[int, dict]:
+    """A language's segments keyed by the number its sheet shows them under;
+    a sheet written before sheet numbers existed shows the segments' own."""
+    rows = list(rows)
+    if any(row["sheet_number"] is not None for row in rows):
+        return {row["sheet_number"]: row for row in rows if row["sheet_number"] is not None}
+    return {row["number"]: row for row in rows}
+
+
 def sheet_context(db, sheet: dict, publication: dict) -> dict:
-    """What the sheet template shows: the open segments, numbered, and the deadline."""
-    segments = list(db.query(
-        "SELECT number, source_language, source, draft FROM translation_segments "
-        "WHERE publication_id = ? AND language = ? AND status = 'open' ORDER BY number",
-        [sheet["publication_id"], sheet["language"]]))
+    """What the sheet template shows: the open segments, under their sheet
+    numbers (`number` here), and the deadline."""
+    rows = db.query("SELECT number, sheet_number, source_language, source, draft, status "
+                    "FROM translation_segments WHERE publication_id = ? AND language = ?",
+                    [sheet["publication_id"], sheet["language"]])
+    segments = [{"number": number, "source_language": row["source_language"],
+                 "source": row["source"], "draft": row["draft"]}
+                for number, row in sorted(by_sheet_number(rows).items())
+                if row["status"] == "open"]
     languages = sorted({s["source_language"] for s in segments})
     return {"sheet": {"id": sheet["id"], "language": sheet["language"],
                       "deadline": publication["deadline_at"][:16].replace("T", " ") + " UTC"},

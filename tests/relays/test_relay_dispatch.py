@@ -53,8 +53,8 @@ def fill_sheet(site: Site, language: str, now) -> None:
                                   [language]).fetchone()
     lines = []
     for number, source in site.db.execute(
-            "SELECT number, source FROM translation_segments WHERE language = ? AND "
-            "status = 'open' ORDER BY number", [language]):
+            "SELECT sheet_number, source FROM translation_segments WHERE language = ? AND "
+            "status = 'open' ORDER BY sheet_number", [language]):
         lines.append(f"[{number}] {PORTUGUESE.get(source, 'Texto em português ' + str(number))}")
     with site.db.atomic():
         sheets.submit_file(site.db, site, sheet_id, "\n".join(lines) + "\n", "tradutor", now)

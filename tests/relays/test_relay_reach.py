@@ -65,8 +65,8 @@ def answer(site: Site, language: str, at) -> None:
     row = site.db.execute("SELECT id FROM translation_sheets WHERE language = ?",
                           [language]).fetchone()
     lines = [f"[{n}] ({language}) {source}" for n, source in site.db.execute(
-        "SELECT number, source FROM translation_segments WHERE language = ? AND "
-        "status = 'open' ORDER BY number", [language])]
+        "SELECT sheet_number, source FROM translation_segments WHERE language = ? AND "
+        "status = 'open' ORDER BY sheet_number", [language])]
     with site.db.atomic():
         sheets.submit_file(site.db, site, row[0], "\n".join(lines) + "\n", "translator", at)
 

@@ -87,19 +87,39 @@ def test_the_translator_gets_one_numbered_sheet_with_a_reply_address(relay, sink
     sheet = sheet_mail(relay, sink, now)
     assert re.fullmatch(r"relay\+[0-9a-f]{32}@relay-a\.example\.org", sheet["Reply-To"])
     text = body_text(sheet)
-    assert "[4]\n> A new well in Kayes" in text
-    assert "[6]" not in text and "Semences" not in text
+    assert "[3]\n> A new well in Kayes" in text
+    assert "[7]" not in text and "Semences" not in text
     assert sheet["Subject"] == "Feuille de traduction 1 : What's New no. 17 (en -> fr)"
+
+
+def test_the_sheet_numbers_its_segments_from_1_without_gaps_and_replies_fill_the_right_ones(
+        relay, sink, now):
+    prepared(relay, now)  # segments 2, 6 and 7 are known already: the sheet asks for six
+    sheet = sheet_mail(relay, sink, now)
+    text = body_text(sheet)
+    assert re.findall(r"^\[(\d+)\]$", text, re.MULTILINE) == ["1", "2", "3", "4", "5", "6"]
+    assert "[2]\n> Sahel" in text and "[6]\n> Twelve schools now have clean water." in text
+    assert "Écrits en anglais : 1, 2, 3, 4, 5, 6" in text
+    reply_to_sheet(relay, sheet, "[2] =\n[3] Un nouveau puits à Kayes\n[7] Quelque chose\n", now)
+    fr = segments(relay)
+    assert fr[3] == ("translated", "Sahel")
+    assert fr[4] == ("translated", "Un nouveau puits à Kayes")
+    assert fr[2] == ("memory", "Régions et lieux") and fr[5][0] == "open"
+    answer = body_text(sink.wait_for_recipient(TRANSLATOR, count=2)[1])
+    assert "Reçus pour « What's New no. 17 » : 2, 3." in answer
+    assert "Il manque encore : 1, 4, 5, 6." in answer
+    assert "Absents de cette feuille (ignorés) : 7" in answer
+    assert "[4]\n> The village dug a well together." in answer
 
 
 def test_a_full_reply_fills_the_sheet_and_the_memory_and_the_next_issue_reuses_it(
         relay, sink, now):
     prepared(relay, now)
     sheet = sheet_mail(relay, sink, now)
-    reply_to_sheet(relay, sheet, "[1] Quoi de neuf n° 17\n[3] =\n[4] Un nouveau puits à Kayes\n"
-                   "[5] Le village a creusé un puits ensemble.\nPhotos : "
-                   "https://example.org/photos/well.\n[8] De l'eau pour les écoles\n"
-                   "[9] Douze écoles ont maintenant de l'eau potable.\n\n"
+    reply_to_sheet(relay, sheet, "[1] Quoi de neuf n° 17\n[2] =\n[3] Un nouveau puits à Kayes\n"
+                   "[4] Le village a creusé un puits ensemble.\nPhotos : "
+                   "https://example.org/photos/well.\n[5] De l'eau pour les écoles\n"
+                   "[6] Douze écoles ont maintenant de l'eau potable.\n\n"
                    "On Mon, 23 Nov 2026, relay wrote:\n> [1]\n> What's New no. 17\n", now)
     fr = segments(relay)
     assert fr[3] == ("translated", "Sahel")
@@ -121,15 +141,15 @@ def test_a_full_reply_fills_the_sheet_and_the_memory_and_the_next_issue_reuses_i
 def test_an_incomplete_reply_is_answered_with_what_is_missing_and_unchanged(relay, sink, now):
     prepared(relay, now)
     sheet = sheet_mail(relay, sink, now)
-    reply_to_sheet(relay, sheet, "[1] Quoi de neuf n° 17\n[4] A new well in Kayes\n"
+    reply_to_sheet(relay, sheet, "[1] Quoi de neuf n° 17\n[3] A new well in Kayes\n"
                    "[12] Quelque chose\n", now)
     answer = sink.wait_for_recipient(TRANSLATOR, count=2)[1]
     text = body_text(answer)
     assert answer["Subject"] == "Re: Feuille de traduction 1 : 1 reçus, 5 manquants"
-    assert "Il manque encore : 3, 4, 5, 8, 9" in text
-    assert "identiques à l'original : 4" in text
+    assert "Il manque encore : 2, 3, 4, 5, 6" in text
+    assert "identiques à l'original : 3" in text
     assert "Absents de cette feuille (ignorés) : 12" in text
-    assert "[5]\n> The village dug a well together." in text
+    assert "[4]\n> The village dug a well together." in text
     assert answer["Reply-To"] == sheet["Reply-To"]
     assert segments(relay)[1] == ("translated", "Quoi de neuf n° 17")
 
@@ -178,7 +198,7 @@ def test_a_late_reply_still_feeds_the_memory_and_says_it_came_late(relay, sink, 
     late = now + timedelta(days=4)
     with relay.db.atomic():
         translation.expire_due(relay.db, relay, late)
-    reply_to_sheet(relay, sheet, "[8] De l'eau pour les écoles\n", late)
+    reply_to_sheet(relay, sheet, "[5] De l'eau pour les écoles\n", late)
     answer = sink.wait_for_recipient(TRANSLATOR, count=2)[1]
     assert "mémoire de traduction" in body_text(answer)
     assert translation.recall(relay.db, "en", "fr", "Water  for schools") == \
@@ -201,12 +221,12 @@ def test_a_machine_translation_backend_may_prefill_drafts(relay, sink, now):
 def test_the_operator_can_show_and_submit_a_sheet_from_the_command_line(relay, now, tmp_path):
     prepared(relay, now)
     shown = listserv("translation", "show", "1", site=relay.folder).stdout
-    assert "[9]\n> Twelve schools now have clean water." in shown
+    assert "[6]\n> Twelve schools now have clean water." in shown
     listing = listserv("translation", "list", site=relay.folder).stdout
     assert "whatsnew:17" in listing and "open" in listing
     filled = tmp_path / "fr.txt"
-    filled.write_text("[1] Quoi de neuf n° 17\n[3] =\n[4] Un puits\n[5] Un puits creusé.\n"
-                      "[8] De l'eau\n[9] Douze écoles.\n", encoding="utf-8")
+    filled.write_text("[1] Quoi de neuf n° 17\n[2] =\n[3] Un puits\n[4] Un puits creusé.\n"
+                      "[5] De l'eau\n[6] Douze écoles.\n", encoding="utf-8")
     done = listserv("translation", "submit", "1", str(filled), site=relay.folder)
     assert "Sheet 1: accepted 6; complete" in done.stderr
     assert relay.db["relay_publications"].get(1)["status"] == "ready"
