@@ -1,8 +1,8 @@
 """Handing mail over: SMTP connections kept open per destination, and the outbox.
 
 `Pool.transact` runs one SMTP transaction (MAIL, one RCPT per recipient,
-DATA) on a connection it keeps open for the next one to the same
-destination, and sorts every recipient into what the server said: sent,
+DATA: pipelined where the server offers it, see pipeline.py) on a
+connection it keeps open for the next one to the same destination, and sorts every recipient into what the server said: sent,
 temporary (4xx), permanent (5xx at RCPT or DATA) or failed (the message
 itself was refused at MAIL). A destination that cannot be reached, times
 out, says 421 or drops the connection raises `Unavailable`. `write_outbox`
@@ -22,7 +22,9 @@ from pathlib import Path
 
 import aiosmtplib
 from aiosmtplib import errors
+from aiosmtplib.email import quote_address
 
+from listserv.delivery.pipeline import Connection, Replies, Stale
 from listserv.delivery.smarthost import OPPORTUNISTIC, Secure, client_options
 from listserv.errors import ConfigError
 
@@ -56,9 +58,9 @@ class Pool:
         self.helo = helo
         self.timeout = timeout
         self.secure = secure or {}  # TLS and AUTH per destination (`smarthost`)
-        self._idle: dict[str, list[tuple[aiosmtplib.SMTP, float]]] = {}
+        self._idle: dict[str, list[tuple[Connection, float]]] = {}
 
-    async def _connect(self, destination: str) -> aiosmtplib.SMTP:
+    async def _connect(self, destination: str) -> Connection:
         host, _, port = destination.rpartition(":")
         secure = self.secure.get(destination, OPPORTUNISTIC)
         try:
@@ -69,6 +71,11 @@ class Pool:
                                  local_hostname=self.helo, timeout=self.timeout, **options)
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:  # connect() says EHLO only for TLS or AUTH
+                try:
+                    await client.ehlo()
+                except errors.SMTPHeloError:
+                    await client.helo()
         except errors.SMTPAuthenticationError as error:
             client.close()
             raise Unavailable(f"{destination} refused the login as {secure.user}: "
@@ -105,10 +112,10 @@ class Pool:
                                   f"{_describe(error)}") from None
             raise Unavailable(f"cannot connect to {destination}: "
                               f"{_describe(error)}") from None
-        return client
+        return Connection(client, self.timeout)
 
-    async def _acquire(self, destination: str) -> tuple[aiosmtplib.SMTP, bool]:
-        """A connected client and whether it is new (a reused one may be stale)."""
+    async def _acquire(self, destination: str) -> tuple[Connection, bool]:
+        """A connection and whether it is new (a reused one may be stale)."""
         idle = self._idle.get(destination, [])
         while idle:
             client, since = idle.pop()
@@ -117,7 +124,7 @@ class Pool:
             client.close()
         return await self._connect(destination), True
 
-    def _release(self, destination: str, client: aiosmtplib.SMTP) -> None:
+    def _release(self, destination: str, client: Connection) -> None:
         if client.is_connected:
             self._idle.setdefault(destination, []).append((client, time.monotonic()))
 
@@ -136,53 +143,36 @@ class Pool:
     async def close(self) -> None:
         for clients in self._idle.values():
             for client, _since in clients:
-                try:
-                    await client.quit(timeout=2)
-                except Exception:  # closing anyway; the server may be gone
-                    pass
+                await client.quit()  # the server may be gone: closing anyway
                 client.close()
         self._idle.clear()
 
     async def transact(self, destination: str, sender: str, recipients: list[str],
                        data: bytes) -> Handover:
         """Hand `data` to `destination` for `recipients`; Unavailable when it cannot."""
-        client, fresh = await self._acquire(destination)
+        connection, fresh = await self._acquire(destination)
         try:
             try:
-                encoding = await _mail(client, sender, recipients, data)
-            except (errors.SMTPServerDisconnected, ConnectionError,
-                    errors.SMTPSenderRefused) as error:
-                if fresh or getattr(error, "code", 421) != 421:
+                replies = await _send(connection, sender, recipients, data)
+                if replies.mail[0] == 421 and not fresh:
+                    raise Stale("421 to MAIL")  # a server closing an idle connection
+            except Stale:
+                if fresh:
                     raise
-                client.close()  # the server closed an idle connection: try once anew
-                client, fresh = await self._connect(destination), True
-                encoding = await _mail(client, sender, recipients, data)
-            result = await _after_mail(client, destination, recipients, data, encoding)
+                connection.close()  # the server closed an idle connection: try once anew
+                connection, fresh = await self._connect(destination), True
+                replies = await _send(connection, sender, recipients, data)
+            result = await _outcome(connection, destination, recipients, replies)
         except _NotUtf8 as error:
             result = Handover(failed={r: str(error) for r in recipients})
-        except errors.SMTPSenderRefused as error:
-            text = reply_text(error.code, error.message)
-            if error.code == 421 or not client.is_connected:
-                raise Unavailable(f"{destination} said {text}") from None
-            result = Handover()
-            for recipient in recipients:
-                if error.code >= 500:
-                    result.failed[recipient] = f"the sender was refused: {text}"
-                else:
-                    result.temporary[recipient] = text
-            await _reset(client)
-        except errors.SMTPResponseException as error:  # EHLO/HELO refused on first use
-            client.close()
-            raise Unavailable(f"{destination} said {reply_text(error.code, error.message)}") \
-                from None
-        except (errors.SMTPException, OSError, TimeoutError) as error:
-            client.close()
+        except (OSError, TimeoutError) as error:
+            connection.close()
             raise Unavailable(f"{destination}: {_describe(error)}") from None
         except BaseException:  # a half-done envelope must not carry the next message
-            client.close()
+            connection.close()
             raise
         finally:
-            self._release(destination, client)
+            self._release(destination, connection)
         return result
 
 
@@ -190,84 +180,104 @@ class _NotUtf8(Exception):
     """An address needs SMTPUTF8 and the server does not offer it."""
 
 
-async def _mail(client: aiosmtplib.SMTP, sender: str, recipients: list[str],
-                data: bytes) -> str:
-    """MAIL FROM with the options the message needs; returns the address encoding."""
-    options = _mail_options(client, sender, recipients, data)
+async def _send(connection: Connection, sender: str, recipients: list[str],
+                data: bytes) -> Replies:
+    """One transaction with the options the message needs (the addresses in
+    UTF-8 only under SMTPUTF8)."""
+    options = _mail_options(connection, sender, recipients, data)
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
-    await client.mail(sender, options=options, encoding=encoding)
-    return encoding
+    return await connection.transaction(_address(sender, encoding), options,
+                                        [_address(r, encoding) for r in recipients], data)
 
 
-def _mail_options(client: aiosmtplib.SMTP, sender: str, recipients: list[str],
+def _address(address: str, encoding: str) -> bytes:
+    """An envelope address as it goes between < and >; ValueError for one
+    that would not be an address there (a space, a line break)."""
+    return quote_address(address)[1:-1].encode(encoding)
+
+
+def _mail_options(connection: Connection, sender: str, recipients: list[str],
                   data: bytes) -> list[str]:
     options = []
-    if not data.isascii() and client.supports_extension("8bitmime"):
+    if not data.isascii() and connection.supports("8bitmime"):
         options.append("BODY=8BITMIME")
     head = data[:data.find(b"\r\n\r\n")]
     if not (sender.isascii() and all(r.isascii() for r in recipients) and head.isascii()):
-        if not client.supports_extension("smtputf8"):  # RFC 6531: no downgrade
+        if not connection.supports("smtputf8"):  # RFC 6531: no downgrade
             raise _NotUtf8("the destination does not accept internationalised "
                            "(SMTPUTF8) addresses or headers")
         options.append("SMTPUTF8")
     return options
 
 
-async def _after_mail(client: aiosmtplib.SMTP, destination: str, recipients: list[str],
-                      data: bytes, encoding: str) -> Handover:
-    """RCPT for each recipient, then DATA for those the server took."""
+async def _outcome(connection: Connection, destination: str, recipients: list[str],
+                   replies: Replies) -> Handover:
+    """What the replies mean for each recipient: MAIL refused refuses them all;
+    each RCPT sorts its recipient; DATA and the final dot decide for the rest."""
     result = Handover()
-    accepted = []
-    for index, recipient in enumerate(recipients):
-        try:
-            await client.rcpt(recipient, encoding=encoding)
-        except errors.SMTPRecipientRefused as error:
-            text = reply_text(error.code, error.message)
-            if error.code == 421:  # the server is closing: the rest wait too
-                result.unavailable = f"{destination} said {text}"
-                for other in recipients[index:]:
-                    result.temporary[other] = text
-                for other in accepted:
-                    result.temporary[other] = text
-                return result
-            if error.code >= 500:
-                result.permanent[recipient] = (error.code, text)
+    code, message = replies.mail
+    text = reply_text(code, message)
+    if code // 100 != 2:
+        if code == 421:
+            connection.close()
+            raise Unavailable(f"{destination} said {text}")
+        for recipient in recipients:
+            if code >= 500:
+                result.failed[recipient] = f"the sender was refused: {text}"
             else:
                 result.temporary[recipient] = text
+        await _reset(connection)
+        return result
+    accepted = []
+    for index, (recipient, reply) in enumerate(zip(recipients, replies.rcpt)):
+        code, message = reply
+        text = reply_text(code, message)
+        if code == 421:  # the server is closing: the rest wait too
+            result.unavailable = f"{destination} said {text}"
+            for other in recipients[index:] + accepted:
+                result.temporary[other] = text
+            connection.close()
+            return result
+        if code >= 500:
+            result.permanent[recipient] = (code, text)
+        elif code // 100 != 2:
+            result.temporary[recipient] = text
         else:
             accepted.append(recipient)
     if not accepted:
-        await _reset(client)
+        await _reset(connection)
         return result
-    try:
-        await client.data(data)
-    except errors.SMTPDataError as error:
-        text = reply_text(error.code, error.message)
-        for recipient in accepted:
-            if error.code >= 500 and len(accepted) == 1:
-                result.permanent[recipient] = (error.code, text)
-            elif error.code >= 500:  # the message was refused, not these members
-                result.failed[recipient] = f"the message was refused: {text}"
-            else:
-                result.temporary[recipient] = text
-        if error.code == 421:
-            result.unavailable = f"{destination} said {text}"
-            client.close()
+    code, message = replies.end if replies.data[0] == 354 else replies.data
+    if code // 100 == 2:
+        result.sent = accepted
+        return result
+    text = reply_text(code, message)
+    for recipient in accepted:
+        if code >= 500 and len(accepted) == 1:
+            result.permanent[recipient] = (code, text)
+        elif code >= 500:  # the message was refused, not these members
+            result.failed[recipient] = f"the message was refused: {text}"
         else:
-            await _reset(client)
-        return result
-    result.sent = accepted
+            result.temporary[recipient] = text
+    if code == 421:
+        result.unavailable = f"{destination} said {text}"
+        connection.close()
+    else:
+        await _reset(connection)
     return result
 
 
-async def _reset(client: aiosmtplib.SMTP) -> None:
+async def _reset(connection: Connection) -> None:
     """RSET after a refusal so the connection can carry the next transaction."""
-    if not client.is_connected:
+    if not connection.is_connected:
         return
     try:
-        await client.rset()
-    except Exception:  # a connection that cannot reset is not reused
-        client.close()
+        code, _message = await connection.command(b"RSET")
+    except (OSError, TimeoutError):  # a connection that cannot reset is not reused
+        connection.close()
+        return
+    if code // 100 != 2:
+        connection.close()
 
 
 def _describe(error: BaseException) -> str:
