@@ -28,9 +28,11 @@ import dkim as dkimpy
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from listserv.delivery import dkim_rsa
 from listserv.errors import ConfigError, ListservError
 
 log = logging.getLogger(__name__)
+dkim_rsa.install()  # RSA signatures from OpenSSL: over ten times faster per copy
 
 # RFC 6376 §5.4 and the issue: what a receiver must see unchanged. Each is
 # signed as often as it occurs; OVERSIGNED ones once more, so nobody can add

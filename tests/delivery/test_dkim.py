@@ -237,3 +237,30 @@ def test_lowband_digest_parts_stay_within_the_budget_with_their_signatures(tmp_p
     text = [sum(len(c.message.get_content()) for c in parts) / len(parts)
             for parts in (signed, unsigned)]
     assert text[1] > text[0] + 500, text
+
+
+def test_rsa_signatures_come_from_openssl_and_are_the_bytes_dkimpy_itself_would_write(
+        tmp_path):
+    import hashlib
+
+    import dkim as dkimpy
+    from dkim import crypto
+
+    from listserv.delivery import dkim_rsa
+    from listserv.delivery.dkim import load_key
+
+    new_key(tmp_path / "rsa.pem")
+    key = load_key(tmp_path / "rsa.pem", "ls1", "rsa")
+    assert dkimpy.RSASSA_PKCS1_v1_5_sign is dkim_rsa.rsassa_pkcs1_v1_5_sign  # installed
+    parsed = dkimpy.parse_pem_private_key(key.private)
+    assert parsed.openssl is not None and parsed is dkimpy.parse_pem_private_key(key.private)
+    for text in (b"", b"From: ana@example.org\r\n", POST.encode("utf-8") * 40):
+        digest = hashlib.sha256(text)
+        assert dkim_rsa.rsassa_pkcs1_v1_5_sign(digest, parsed) == \
+            crypto.RSASSA_PKCS1_v1_5_sign(digest, crypto.parse_pem_private_key(key.private))
+    # A whole signature made this way verifies with dkimpy against the public key.
+    message = POST.replace("\n", "\r\n").encode("utf-8")
+    signed = dkimpy.sign(message, b"ls1", b"lists.example.org", key.private,
+                         canonicalize=(b"relaxed", b"relaxed")) + message
+    record = key.record.encode("ascii")
+    assert dkimpy.verify(signed, dnsfunc=lambda name, timeout=5: record)
