@@ -187,6 +187,7 @@ class Writer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._committed = threading.Event()
+        self._pause = threading.Event()  # set only to end the checkpointer's pause early
         self._closing = False
         self._checkpointer = threading.Thread(target=self._checkpoint, daemon=True,
                                               name="listserv-checkpoint")
@@ -221,14 +222,14 @@ class Writer:
         self._thread.join(timeout=30)
         self._closing = True
         self._committed.set()
+        self._pause.set()  # a checkpointer between checkpoints stops now, not after its pause
         self._checkpointer.join(timeout=30)
 
     def _checkpoint(self) -> None:
         _name_thread("ls-checkpoint")
         conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
                                check_same_thread=False)
-        pause = threading.Event()  # a timed wait on the monotonic clock (time.sleep
-        try:                       # fails under libfaketime, which tests steps with)
+        try:
             while True:
                 self._committed.wait()
                 self._committed.clear()
@@ -238,7 +239,11 @@ class Writer:
                     log.warning("checkpoint of the write-ahead log failed: %s", error)
                 if self._closing:
                     break
-                pause.wait(self.CHECKPOINT_PAUSE)
+                # A timed wait, not time.sleep (which fails under libfaketime with
+                # the monotonic clock left real, as the clock-step tests run serve).
+                self._pause.wait(self.CHECKPOINT_PAUSE)
+                if self._closing:
+                    break
         finally:
             conn.close()
 
