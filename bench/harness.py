@@ -121,9 +121,10 @@ class Sink:
         return SinkStats(int(messages), int(recipients), float(last), float(cpu))
 
     def wait_for(self, base: SinkStats, recipients: int, stall: float = 60,
-                 poll: float = 0.02) -> tuple[SinkStats, bool]:
+                 poll: float = 0.02, site: Path | None = None) -> tuple[SinkStats, bool]:
         """Wait until `recipients` more than `base` have arrived; gives up after
-        `stall` seconds without progress. Returns (stats, complete)."""
+        `stall` seconds without progress. Returns (stats, complete). (`site` is
+        for sinks that count nothing, `postfix_sink.PostfixSink`: this one counts.)"""
         seen, since = -1, time.monotonic()
         while True:
             now = self.stats()
@@ -152,18 +153,22 @@ def member_addresses(count: int, domains: int) -> list[str]:
 
 def make_site(folder: Path, smarthost: str, forums: dict[str, list[str]],
               concurrency: int | None = None, batch_size: int | None = None,
-              archive: str = "public") -> Path:
-    """A site whose [delivery] smarthost is the sink, with open forums and members."""
+              archive: str = "public", config: dict | None = None) -> Path:
+    """A site whose [delivery] smarthost is the sink, with open forums and members.
+    `config` sets more keys: {section: {key: TOML value text}} (`listserv init`
+    turns DKIM on: {"dkim": {"selector": '""'}} turns it off)."""
     listserv("init", folder, "--domain", DOMAIN)
-    config = folder / "listserv.toml"
-    text = config.read_text()
+    path = folder / "listserv.toml"
+    text = path.read_text()
     changes = {"smarthost": f'"{smarthost}"', "concurrency": concurrency,
                "batch_size": batch_size}
     for key, value in changes.items():
         if value is not None:
-            text, found = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text, count=1)
-            assert found, f"no {key} line in {config}"
-    config.write_text(text)
+            text = set_key(text, "delivery", key, value)
+    for section, keys in (config or {}).items():
+        for key, value in keys.items():
+            text = set_key(text, section, key, value)
+    path.write_text(text)
     for slug, addresses in forums.items():
         listserv("forum", "create", slug, "--title", f"Bench {slug}", "--path", "thematic",
                  "--policy", "open", "--no-charter", "--digest", "never", "--archive", archive,
@@ -173,6 +178,16 @@ def make_site(folder: Path, smarthost: str, forums: dict[str, list[str]],
         listserv("member", "import", slug, table, site=folder)
         table.unlink()
     return folder
+
+
+def set_key(text: str, section: str, key: str, value) -> str:
+    """`text` (a listserv.toml) with `key = value` in [section], which has the key."""
+    head, sep, rest = text.partition(f"\n[{section}]\n")
+    assert sep, f"no [{section}] in listserv.toml"
+    body, next_sep, tail = rest.partition("\n[")
+    body, found = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", body, count=1)
+    assert found, f"no {key} line in [{section}] of listserv.toml"
+    return head + sep + body + next_sep + tail
 
 
 @dataclass(frozen=True)
@@ -404,11 +419,13 @@ def _options(client: aiosmtplib.SMTP, data: bytes) -> list[str]:
         "8bitmime") else []
 
 
-async def hand_over(port: int, jobs, concurrency: int, helo: str = DOMAIN) -> float:
+async def hand_over(port: int, jobs, concurrency: int, helo: str = DOMAIN,
+                    sign=None) -> float:
     """The ceiling: `concurrency` kept-open aiosmtplib connections take jobs
     (sender, recipients, data) from one queue and run MAIL, RCPT per
-    recipient, DATA, as the delivery engine does. Returns when it started
-    (time.monotonic()), connections included."""
+    recipient, DATA, as the delivery engine does; `sign(data)`, when given,
+    makes the bytes that go out (DKIM, on the clock, in the same loop).
+    Returns when it started (time.monotonic()), connections included."""
     queue = deque(jobs)
     start = time.monotonic()
 
@@ -418,6 +435,8 @@ async def hand_over(port: int, jobs, concurrency: int, helo: str = DOMAIN) -> fl
         await client.connect()
         while queue:
             sender, recipients, data = queue.popleft()
+            if sign is not None:
+                data = sign(data)
             await client.mail(sender, options=_options(client, data))
             for recipient in recipients:
                 await client.rcpt(recipient)
