@@ -6,8 +6,9 @@ Linux for a driver that is killed outright). `make_site` builds a real
 site with the real command line (init, forum create, member import of a
 CSV) pointed at the sink. `Server` runs `listserv serve` and reads its peak
 RSS from /proc. `hand_over` is the ceiling: the same copies, recipients
-per transaction and concurrency as the delivery engine, with the same
-client library (aiosmtplib), straight to the sink. `submit_many` is the
+per transaction and concurrency as the delivery engine, with the server's
+own SMTP client (`smtpout.Pool`, pipelining where the sink offers it),
+straight to the sink. `submit_many` is the
 pool of concurrent SMTP clients used for intake.
 Writes only in the temporary folder it is given.
 """
@@ -414,36 +415,33 @@ def copies_and_recipients(site: Path, batch_size: int, ref_prefix: str = "post:"
     return jobs
 
 
-def _options(client: aiosmtplib.SMTP, data: bytes) -> list[str]:
-    return ["BODY=8BITMIME"] if not data.isascii() and client.supports_extension(
-        "8bitmime") else []
-
-
 async def hand_over(port: int, jobs, concurrency: int, helo: str = DOMAIN,
                     sign=None) -> float:
-    """The ceiling: `concurrency` kept-open aiosmtplib connections take jobs
-    (sender, recipients, data) from one queue and run MAIL, RCPT per
-    recipient, DATA, as the delivery engine does; `sign(data)`, when given,
-    makes the bytes that go out (DKIM, on the clock, in the same loop).
-    Returns when it started (time.monotonic()), connections included."""
+    """The ceiling: `concurrency` workers take jobs (sender, recipients, data)
+    from one queue and hand each over with the server's own SMTP client
+    (`smtpout.Pool`: kept-open connections, MAIL, RCPT per recipient, DATA,
+    pipelined when the sink offers PIPELINING, as the server's are), with no
+    list server around it; `sign(data)`, when given, makes the bytes that go
+    out (DKIM, on the clock, in the same loop). Raises if any recipient was
+    not taken. Returns when it started (time.monotonic()), connections included."""
+    from listserv.delivery.smtpout import Pool
+
     queue = deque(jobs)
+    pool = Pool(helo, 60.0)
+    destination = f"127.0.0.1:{port}"
     start = time.monotonic()
 
     async def worker():
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname=helo,
-                                 timeout=60, start_tls=None, validate_certs=False)
-        await client.connect()
         while queue:
             sender, recipients, data = queue.popleft()
             if sign is not None:
                 data = sign(data)
-            await client.mail(sender, options=_options(client, data))
-            for recipient in recipients:
-                await client.rcpt(recipient)
-            await client.data(data)
-        await client.quit()
+            result = await pool.transact(destination, sender, recipients, data)
+            if len(result.sent) != len(recipients):
+                raise RuntimeError(f"the sink did not take every recipient: {result}")
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await pool.close()
     return start
 
 
