@@ -11,6 +11,7 @@ once. Each retry must come about 10 s after its first try either way.
 from __future__ import annotations
 
 import glob
+import os
 import threading
 import time
 
@@ -48,6 +49,8 @@ def test_retries_keep_their_wait_when_the_wall_clock_steps(tmp_path, sink, monke
     clock = tmp_path / "faketime"
     clock.write_text("+0\n")
     with monkeypatch.context() as env:  # the server's environment only
+        for name in [n for n in os.environ if n.startswith("FAKETIME")]:
+            env.delenv(name)  # a clock the whole suite runs under (FAKETIME=+365d) would win
         env.setenv("LD_PRELOAD", LIBFAKETIME)
         env.setenv("FAKETIME_TIMESTAMP_FILE", str(clock))
         env.setenv("FAKETIME_CACHE_DURATION", "1")
