@@ -89,6 +89,7 @@ def connect(path: Path, busy_timeout: float = 30) -> sqlite_utils.Database:
     with db.ensure_autocommit_on():
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")  # the writer sets its own
     return db
 
 
@@ -146,6 +147,10 @@ def _statements(script: str) -> list[str]:
     return [part for part in parts if part.strip(" ;\n")]
 
 
+# Page caches fill as the database grows and then stay resident, so each is
+# bounded. Readers look up little at a time (the OS keeps the file's pages
+# anyway); the writer, which walks indexes on every fan-out and claim, more.
+READER_CACHE_KIB = 512
 WRITER_CACHE_KIB = 8 * 1024  # the writer's page cache, bounded: it fills over hours and stays resident
 
 
@@ -229,6 +234,7 @@ class Writer:
         _name_thread("ls-checkpoint")
         conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
                                check_same_thread=False)
+        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
         try:
             while True:
                 self._committed.wait()
