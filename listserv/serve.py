@@ -164,8 +164,8 @@ async def serve(site, host: str, port: int) -> None:
 
     async def distribute_step() -> bool:
         # DMARC lookups of the waiting posts' authors, off the store's writer
-        await asyncio.to_thread(site.dmarc.prefetch, await site.write(pending_authors, 5))
-        taken = await site.write(distribute_pending, site, utcnow(), 5)
+        await asyncio.to_thread(site.dmarc.prefetch, await site.write(pending_authors, 5, priority=0))
+        taken = await site.write(distribute_pending, site, utcnow(), 1, priority=0)
         if taken:
             delivery_wake.set()
             archiver.wake()

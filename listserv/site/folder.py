@@ -121,7 +121,8 @@ class Site:
 
     async def write(self, fn, *args, priority: int = 1):
         """Run `fn(db, *args)` in one committed transaction on the writer thread;
-        priority 0 (intake, delivery claims) goes before waiting work of priority 1."""
+        priority 0 (intake, delivery claims, distribution one post at a time) goes
+        before waiting work of priority 1."""
         assert self.writer is not None, "start_writer() first"
         return await self.writer.write(fn, *args, priority=priority)
 

@@ -183,9 +183,10 @@ class Writer:
         self.path = path
         self.busy_timeout = busy_timeout
         self.max_group = max_group
-        # (priority, order, job): intake's commits and the delivery engine's claims
-        # (priority 0) go before the pipeline's work, so a burst of mail is
-        # accepted first and handled after, and connections never wait for it.
+        # (priority, order, job): intake's commits, the delivery engine's claims
+        # and distribution, one post per job (priority 0), go before the rest of
+        # the pipeline's work: a burst of mail is accepted and its copies queued
+        # as fast as it arrives, and connections never wait for archiving.
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._thread = threading.Thread(target=self._run, name="listserv-writer", daemon=True)
