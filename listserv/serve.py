@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from functools import partial
 
@@ -107,7 +108,7 @@ class Wakeable:
 
     REPEAT_EVERY = 60.0  # seconds between lines about the same failure
 
-    def __init__(self, name: str, step, idle: float = 1.0):
+    def __init__(self, name: str, step, idle: float | Callable[[], float] = 1.0):
         self.name, self.step, self.idle = name, step, idle
         self.event = asyncio.Event()
         self.failing: str | None = None  # the failure being repeated
@@ -144,7 +145,8 @@ class Wakeable:
                     self.failing = None
             if not busy:
                 try:
-                    await asyncio.wait_for(self.event.wait(), self.idle)
+                    await asyncio.wait_for(self.event.wait(),
+                                           self.idle() if callable(self.idle) else self.idle)
                 except asyncio.TimeoutError:
                     pass
 
@@ -172,7 +174,9 @@ async def serve(site, host: str, port: int) -> None:
         return bool(taken)
 
     distributor = Wakeable("distribution", distribute_step)
-    archiver = Wakeable("archive", ArchiveStage(site).step, idle=5.0)  # after distribution
+    archive_stage = ArchiveStage(site)
+    archiver = Wakeable("archive", archive_stage.step,  # after distribution, paced
+                        idle=lambda: archive_stage.wait() or 5.0)
 
     async def moderation_step() -> bool:
         taken = await site.write(moderation_stage.moderate, site, utcnow(), 50)

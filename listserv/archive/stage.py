@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timezone
 
 from listserv.archive import bank, pages
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 KEEP_BATCH = 50
 WRITE_BATCH = 400
+PAGE_PACE = 2.0  # seconds from one round of page writing to the next
 
 
 def marked(db, limit: int = WRITE_BATCH) -> list[tuple[int, str, int]]:
@@ -55,10 +57,18 @@ def mark_everything(db) -> None:
 class ArchiveStage:
     """One step: keep new posts, write marked pages. `step()` is a Wakeable step."""
 
-    def __init__(self, site):
+    def __init__(self, site, pace: float = PAGE_PACE):
         self.site = site
         self.reader = None
         self.bank = None  # bank.bank_signature when the bank was last marked
+        self.pace = pace
+        self.resume_at = 0.0  # time.monotonic() before which no pages are written
+
+    def wait(self) -> float:
+        """Seconds until pages may be written again (0 when they may now): the
+        Wakeable's longest sleep, so marks left by a burst are written once it
+        is over even when nothing wakes the stage."""
+        return max(0.0, self.resume_at - time.monotonic())
 
     async def step(self) -> bool:
         kept = await self.site.write(archive_pending, datetime.now(timezone.utc), KEEP_BATCH)
@@ -66,10 +76,15 @@ class ArchiveStage:
         if signature != self.bank:  # initiatives or issues changed (or we just started)
             await self.site.write(_bank_changed)
             self.bank = signature
+        if self.wait() > 0:  # pages were written moments ago: later, all at once
+            return kept >= KEEP_BATCH
         rows = await asyncio.to_thread(self._write)
         if rows:
             await self.site.write(clear, rows)
-        return bool(kept) or len(rows) >= WRITE_BATCH
+            self.resume_at = time.monotonic() + self.pace
+        if len(rows) >= WRITE_BATCH:  # a backlog (a rebuild's marks, a long outage): go on
+            self.resume_at = 0.0
+        return kept >= KEEP_BATCH or len(rows) >= WRITE_BATCH
 
     def _write(self) -> list:
         if self.reader is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 from archivekit import WEB, archived, forum, get, json_of, mail, post_ids, web_site
 from helpers import listserv, query, running_server, send_mail
@@ -42,6 +44,50 @@ def test_a_post_gets_its_page_thread_month_and_feed_and_the_copies_say_where(tmp
     assert feed[0] == 200 and feed[1]["Content-Type"].startswith("application/atom+xml")
     assert b"Water for every village" in feed[2]
     assert home[0] == 200 and b"peace-join@lists.example.org" in home[2]
+
+
+def test_a_burst_of_posts_rewrites_the_month_index_a_few_times_not_once_a_post(tmp_path,
+                                                                              sink):
+    """While posts keep coming, the pages every post is on (month, forum index,
+    feed, directory) are written once per pace (2 s), not once per post; the
+    burst's last marks are written when it is over, with nothing to wake them."""
+    folder, web = web_site(tmp_path, sink)
+    forum(folder)
+    pages = folder / "data" / "archive" / "peace"
+    versions: list[tuple[int, int]] = []  # (inode, mtime) of index.html as it changes
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            try:
+                stat = (pages / "index.html").stat()
+            except OSError:
+                pass
+            else:
+                seen = (stat.st_ino, stat.st_mtime_ns)
+                if not versions or versions[-1] != seen:
+                    versions.append(seen)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    with running_server(folder) as server:
+        watcher.start()
+        started = time.monotonic()
+        for n in range(24):
+            send_mail(server.port, "ana@example.org", ["peace@lists.example.org"],
+                      mail(f"Seed bank {n}", f"Seed bank news, part {n}.",
+                           message_id=f"<s{n}@example.org>"))
+            time.sleep(0.1)
+        burst = time.monotonic() - started
+        archived(folder, 24)
+        watching.set()
+        watcher.join()
+        status, _, month = get(web, "/archive/peace/" + next(pages.glob("20*.html")).name)
+    assert status == 200
+    assert all(f'href="{post_id}.html"'.encode() in month for post_id in post_ids(folder))
+    assert len(post_ids(folder)) == 24
+    # once a post (about 24 times) without the pace; once per 2 s with it
+    assert 1 <= len(versions) <= burst / 2 + 3, (len(versions), round(burst, 1))
 
 
 def test_rebuild_writes_the_same_bytes_and_remove_takes_a_post_out_everywhere(tmp_path, sink):
