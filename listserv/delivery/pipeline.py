@@ -63,19 +63,24 @@ class _Reader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer.extend(data)
-        while (end := self.buffer.find(b"\n")) != -1:
-            line = bytes(self.buffer[:end + 1])
+        end = self.buffer.rfind(b"\n")
+        if end != -1:  # the complete lines, split at once (a pipelined burst holds many)
+            complete = bytes(self.buffer[:end])
             del self.buffer[:end + 1]
-            if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-",
-                                                                             b"\r", b"\n"):
-                self._lose(Disconnected(f"not an SMTP reply: {line[:80]!r}"))
-                return
-            self._lines.append(line)
-            if line[3:4] != b"-":
-                text = "\n".join(part[4:].strip(b" \t\r\n").decode("utf-8", "replace")
-                                 for part in self._lines)
+            for line in complete.split(b"\n"):  # without its LF; a CR may end it
+                if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (
+                        b" ", b"-", b"\r", b""):
+                    self._lose(Disconnected(f"not an SMTP reply: {line[:80]!r}"))
+                    return
+                if line[3:4] == b"-":
+                    self._lines.append(line)
+                    continue
+                text = line[4:].strip(b" \t\r").decode("utf-8", "replace")
+                if self._lines:  # the last line of a multiline reply
+                    text = "\n".join([*(part[4:].strip(b" \t\r").decode("utf-8", "replace")
+                                         for part in self._lines), text])
+                    self._lines = []
                 self.replies.append((int(line[:3]), text))
-                self._lines = []
         if len(self.buffer) + sum(map(len, self._lines)) > MAX_REPLY_BYTES:
             self._lose(Disconnected("a reply too long to be SMTP"))
             return
@@ -168,21 +173,27 @@ class Connection:
         if self.pipelining:
             self._write(CRLF.join([mail, *rcpts, b"DATA"]) + CRLF)
             replies = Replies(mail=await self._first())
+            closing = replies.mail[0] == 421  # the server is closing: read no further
             for _ in rcpts:
-                if _closing(replies):
+                if closing:
                     break
-                replies.rcpt.append(await self._reply())
-            if not _closing(replies):
+                reply = await self._reply()
+                replies.rcpt.append(reply)
+                closing = reply[0] == 421
+            if not closing:
                 replies.data = await self._reply()
         else:
             self._write(mail + CRLF)
             replies = Replies(mail=await self._first())
+            closing = replies.mail[0] == 421
             if replies.mail[0] // 100 == 2:
                 for line in rcpts:
-                    replies.rcpt.append(await self.command(line))
-                    if _closing(replies):
+                    reply = await self.command(line)
+                    replies.rcpt.append(reply)
+                    if reply[0] == 421:
+                        closing = True
                         break
-                if not _closing(replies) and any(r[0] // 100 == 2 for r in replies.rcpt):
+                if not closing and any(r[0] // 100 == 2 for r in replies.rcpt):
                     replies.data = await self.command(b"DATA")
         replies.rcpt += [None] * (len(rcpts) - len(replies.rcpt))
         if replies.data is not None and replies.data[0] == 354:
@@ -204,8 +215,3 @@ class Connection:
         if not self._transport.is_closing():
             self._transport.close()
         self._reader.lost = self._reader.lost or Disconnected("connection closed")
-
-
-def _closing(replies: Replies) -> bool:
-    """Whether the server said 421 to a command of this transaction."""
-    return replies.mail[0] == 421 or any(r is not None and r[0] == 421 for r in replies.rcpt)

@@ -37,8 +37,9 @@ class Scripted:
     pipelining server does, and closes after a 421."""
 
     def __init__(self, pipelining: bool, rcpt: dict[str, str] | None = None,
-                 data: str | None = None, end: str = "250 2.0.0 queued"):
+                 data: str | None = None, end: str = "250 2.0.0 queued", dribble: int = 0):
         self.pipelining, self.rcpt, self.data, self.end = pipelining, rcpt or {}, data, end
+        self.dribble = dribble  # write the replies in pieces of this many bytes (0: at once)
         self.chunks: list[list[str]] = []  # the commands that came in each read
         self.messages: list[tuple[list[str], bytes]] = []  # (recipients, message)
         self.loop = asyncio.new_event_loop()
@@ -108,8 +109,12 @@ class Scripted:
             if commands:
                 self.chunks.append(commands)
             if replies:
-                writer.write("".join(r + "\r\n" for r in replies).encode())
-                await writer.drain()
+                answer = "".join(r + "\r\n" for r in replies).encode()
+                for start in range(0, len(answer), self.dribble or len(answer)):
+                    writer.write(answer[start:start + (self.dribble or len(answer))])
+                    await writer.drain()
+                    if self.dribble:
+                        await asyncio.sleep(0.001)  # each piece its own read at the client
             if replies and replies[-1].startswith(("421", "221")):
                 break
         writer.close()
@@ -167,6 +172,26 @@ def test_a_refused_message_is_refused_for_the_recipients_that_were_taken(tmp_pat
     assert rows["ana@example.org"][0] == rows["ben@example.org"][0] == "failed"
     assert "552 5.3.4 message too big" in rows["ana@example.org"][1]
     assert rows["gone@example.org"][0] == "bounced"  # refused at RCPT, before the message
+
+
+def test_replies_in_pieces_and_on_several_lines_are_each_recipients_own(tmp_path):
+    """Gmail refuses a recipient on three lines; a server's replies may come in
+    pieces that cut a line, or several replies to a read."""
+    gmail = ("550-5.1.1 The email account that you tried to reach does not exist.\r\n"
+             "550-5.1.1 Please try double-checking the recipient's email\r\n"
+             "550 5.1.1 address for typos. - gsmtp")
+    with Scripted(pipelining=True, rcpt={"gone": gmail, "full": "452 4.2.2 mailbox full"},
+                  dribble=7) as server:
+        counts, rows = deliver(tmp_path, server, RECIPIENTS)
+    assert counts == {"sent": 2, "deferred": 1, "bounced": 1, "failed": 0}
+    assert rows["gone@example.org"][0] == "bounced"
+    assert "does not exist" in rows["gone@example.org"][1]
+    assert "address for typos. - gsmtp" in rows["gone@example.org"][1]
+    assert rows["full@example.org"][0] == "deferred"
+    assert "mailbox full" in rows["full@example.org"][1]
+    assert rows["ana@example.org"][0] == rows["ben@example.org"][0] == "sent"
+    assert [recipients for recipients, _ in server.messages] == [
+        ["ana@example.org", "ben@example.org"]]
 
 
 def test_when_no_recipient_is_taken_the_message_is_never_sent(tmp_path):
