@@ -273,7 +273,7 @@ class Server:
             # it writes its file and stops when serve does
             profile.parent.mkdir(parents=True, exist_ok=True)
             self.profiler = children.start(
-                ["py-spy", "record", "--pid", str(self.proc.pid), "--rate", "250",
+                ["py-spy", "record", "--pid", str(self.proc.pid), "--rate", "250", "--gil",
                  "--threads", "--format", "raw", "--output", str(profile)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)  # py-spy attaches
