@@ -150,7 +150,8 @@ def _run(sink: PostfixSink, options: list, messages: int, recipients: int,
     while sink.messages - base.messages < messages and time.monotonic() < deadline:
         time.sleep(0.01)
     seconds = sink.last - start
-    return {"command": " ".join(command[:-1] + ["HOST:PORT"]), "messages": messages,
+    shown = ["COPY.eml" if word.endswith(".eml") else word for word in command[:-1]]
+    return {"command": " ".join(shown + ["HOST:PORT"]), "messages": messages,
             "recipients": messages * recipients, "sessions": sessions,
             "received": sink.messages - base.messages, "seconds": round(seconds, 3),
             "per_second": round(messages * recipients / seconds, 1),
