@@ -23,7 +23,7 @@ from listserv.delivery.autoreplies import may_reply
 from listserv.delivery.dkim import signature_room
 from listserv.delivery.notify import site_context
 from listserv.delivery.queue import queue_message
-from listserv.mail.compose import compose
+from listserv.mail.compose import compose, sent_bytes
 from listserv.mail.headers import clean_header_value
 from listserv.mail.templates import render, render_mail
 
@@ -89,11 +89,6 @@ def split_text(text: str, room: int, cost=lambda line: len(line.encode("utf-8"))
         size += length
     pieces.append("".join(current))
     return pieces
-
-
-def sent_bytes(line: str) -> int:
-    """Bytes a line of text takes in a `bulk_message` body: quoted-printable, CRLF."""
-    return len(quopri.encodestring(line.encode("utf-8"))) + line.count("\n")
 
 
 def lowband_pieces(site, text: str, headers: list[tuple[str, str]]) -> list[str]:

@@ -20,6 +20,7 @@ import logging
 import quopri
 import re
 import textwrap
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email.header import Header
 from email.message import Message
@@ -32,7 +33,7 @@ from listserv.archive.links import archived_at, list_archive
 from listserv.delivery import dmarc, queue
 from listserv.delivery.notify import forum_addresses
 from listserv.errors import MessageError
-from listserv.mail.compose import to_bytes
+from listserv.mail.compose import sent_bytes, to_bytes
 from listserv.mail.headers import clean_header_value, decode_header_text
 from listserv.mail.message import LOOP_HEADER, OUR_HEADERS, raw_header
 from listserv.mail.text import (DANGEROUS_BLOCKS, decode_payload, html_to_text, is_clean_text_part, text_body)
@@ -194,9 +195,14 @@ def _set_text(part: Message, text: str, subtype: str) -> None:
 
 
 def render_lowband(raw: bytes, forum: dict, domain: str, budget: int,
-                   sender_name: str = "") -> list[str]:
+                   sender_name: str = "",
+                   overhead: Callable[[str], int] | None = None) -> list[str]:
     """Plain text wrapped at 72 columns, no attachments, in parts of at most
-    `budget` bytes each (headers included). Returns the text of each part."""
+    `budget` bytes each. Returns the text of each part ("From: ...\nSubject:
+    ...\n\n" and the part's text). With `overhead`, the bytes a part's message
+    takes besides its text (given that head: its headers, its signatures), the
+    text is cut by what it costs as sent (quoted-printable) so each part as
+    sent is within `budget`; without, 1,200 bytes are left for them."""
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
         subject = prefixed_subject(decode_header_text(message.get("Subject", "")),
@@ -216,22 +222,36 @@ def render_lowband(raw: bytes, forum: dict, domain: str, budget: int,
         lines += ["", "[Attachments not sent on this low-bandwidth copy:]"]
         lines += [f"  - {d}" for d in dropped]
     body = "\n".join(lines).strip() + "\n"
-    room = max(budget - 1200, 500)  # leave room for headers and the part line
-    chunks, current = [], ""
-    for line in body.splitlines(keepends=True):
-        if len((current + line).encode("utf-8")) > room and current:
-            chunks.append(current)
-            current = ""
-        while len(line.encode("utf-8")) > room:  # one enormous line
-            chunks.append(line[: room // 4])
-            line = line[room // 4:]
-        current += line
-    chunks.append(current)
     header = f"From: {author}\nSubject: {subject}\n\n"
+    if overhead is None:
+        room, size, widest = max(budget - 1200, 500), _utf8_bytes, 4
+    else:  # the part line counts as text: "[part 99 of 99]\n\n"
+        room = max(budget - overhead(header) - sent_bytes(PART_LINE.format(99, 99)), 500)
+        size, widest = sent_bytes, 12  # a character is at most 12 bytes quoted-printable
+    chunks, current, used = [], "", 0
+    for line in body.splitlines(keepends=True):
+        cost = size(line)
+        if used + cost > room and current:
+            chunks.append(current)
+            current, used = "", 0
+        while cost > room:  # one enormous line
+            chunks.append(line[: room // widest])
+            line = line[room // widest:]
+            cost = size(line)
+        current += line
+        used += cost
+    chunks.append(current)
     if len(chunks) == 1:
         return [header + chunks[0]]
-    return [f"{header}[part {n} of {len(chunks)}]\n\n{chunk}"
+    return [f"{header}{PART_LINE.format(n, len(chunks))}{chunk}"
             for n, chunk in enumerate(chunks, 1)]
+
+
+PART_LINE = "[part {} of {}]\n\n"
+
+
+def _utf8_bytes(line: str) -> int:
+    return len(line.encode("utf-8"))
 
 
 def _describe(part: Message) -> str:
@@ -267,10 +287,12 @@ def lowband_message(text: str, forum: dict, domain: str, message_id: str, part: 
 
 def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, budget: int,
                     personal: bool, now: datetime, batch: int = 1, web_url: str = "",
-                    mitigation: str = "none") -> int:
+                    mitigation: str = "none", signature_room: int = 0) -> int:
     """Store the copies and queue them to every `each` member, in rows of up to
     `batch` members of one domain (1 for personal copies); returns the
-    recipients queued. `mitigation`: DMARC's (dmarc.py), for every copy."""
+    recipients queued. `mitigation`: DMARC's (dmarc.py), for every copy;
+    `signature_room`: the bytes the site's DKIM signatures add to a copy, which
+    lowband parts leave free under `budget`."""
     batch = 1 if personal else batch
     sender = forum_addresses(forum["slug"], domain)["bounces"]
     ref = f"post:{post['id']}"
@@ -282,13 +304,19 @@ def distribute_post(db, post: dict, forum: dict, raw: bytes, *, domain: str, bud
     has_lowband = db.execute("SELECT 1 FROM members WHERE forum_id = ? AND mode = 'each' "
                              "AND profile = 'lowband' LIMIT 1", [forum["id"]]).fetchone()
     if has_lowband:
-        parts = render_lowband(raw, forum, domain, budget)
+        author = ""
+        if mitigation != "none":
+            author = dmarc.munged_from(email.message_from_bytes(
+                raw, policy=email.policy.compat32), forum, domain)
+
+        def overhead(head: str) -> int:  # the longest part's message with no text, signed
+            empty = lowband_message(head, forum, domain, post["header_id"], 99, 99, web_url,
+                                    author, now)
+            return len(empty) + signature_room
+
+        parts = render_lowband(raw, forum, domain, budget, overhead=overhead)
         for number, text in enumerate(parts, 1):
             part_ref = f"{ref}:lowband:{number}"
-            author = ""
-            if mitigation != "none":
-                author = dmarc.munged_from(email.message_from_bytes(
-                    raw, policy=email.policy.compat32), forum, domain)
             data = lowband_message(text, forum, domain, post["header_id"], number, len(parts),
                                    web_url, author, now)
             part_id = queue.store_body(db, part_ref, data, now, forum["id"])

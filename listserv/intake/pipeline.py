@@ -31,6 +31,7 @@ from email.policy import compat32
 
 from sqlite_utils.db import NotFoundError
 
+from listserv.delivery.dkim import signature_room
 from listserv.delivery.distribution import distribute_post
 from listserv.delivery.notify import send_template, send_text
 from listserv.delivery.queue import batch_size, queue_message
@@ -326,7 +327,8 @@ def distribute_pending(db, site, now: datetime, limit: int = 5) -> int:
                                 budget=settings.delivery.lowband_budget,
                                 personal=bool(settings.web.url), now=now,
                                 batch=batch_size(site), web_url=settings.web.url,
-                                mitigation=dmarc_action(site, forum, raw))
+                                mitigation=dmarc_action(site, forum, raw),
+                                signature_room=signature_room(settings))
         except MessageError as error:
             _set_aside_unrenderable(db, post, error, now)
         except Exception as error:  # not foreseen: retry a few times, then set aside

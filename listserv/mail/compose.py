@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
+import quopri
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 
@@ -56,3 +57,9 @@ def to_bytes(message: Message) -> bytes:
     except Exception as error:
         raise MessageError(f"the message cannot be re-serialised: "
                            f"{type(error).__name__}: {error}"[:300]) from None
+
+
+def sent_bytes(line: str) -> int:
+    """Bytes a line of text takes in a quoted-printable body, CRLF line ends
+    included: what a byte budget (lowband parts) must count, not UTF-8."""
+    return len(quopri.encodestring(line.encode("utf-8"))) + line.count("\n")

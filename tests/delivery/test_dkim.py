@@ -239,6 +239,34 @@ def test_lowband_digest_parts_stay_within_the_budget_with_their_signatures(tmp_p
     assert text[1] > text[0] + 500, text
 
 
+def test_a_lowband_members_copies_of_a_post_stay_within_the_budget_signed(tmp_path, sink):
+    """A long post in French (quoted-printable swells it) to a lowband member
+    under a 4,000-byte budget: each part as sent, with its list headers and
+    RSA and Ed25519 signatures, is within the budget, and they all verify."""
+    folder = make_site(tmp_path, sink)
+    config = folder / "listserv.toml"
+    config.write_text(config.read_text().replace("lowband_budget = 20000",
+                                                 f"lowband_budget = {LOWBAND}"))
+    setup_forum(folder)
+    listserv("member", "add", "peace", "lea@example.org", "--profile", "lowband",
+             "--preconfirmed", site=folder)
+    set_dkim(folder, ed25519_selector="ed2026")
+    records = published(folder)
+    with running_dns(records) as (_zone, nameserver), running_server(folder) as server:
+        send_mail(server.port, "ana@example.org", ["peace@lists.example.org"],
+                  POST.replace("Nous avons creusé deux puits.", PARAGRAPH * 40))
+        sink.wait_for_recipient("ben@example.net")
+        wait_until(lambda: len([c for c in sink.caught if "lea@example.org" in c.rcpt_tos])
+                   >= 2, 20, "the lowband parts")
+        time.sleep(1)  # every part
+        parts = [c for c in sink.caught if "lea@example.org" in c.rcpt_tos]
+        verdicts = [dkim_verifies(c.data, nameserver) for c in parts]
+    assert verdicts == [[True, True]] * len(parts)
+    assert all(len(c.data) <= LOWBAND for c in parts), [len(c.data) for c in parts]
+    text = "".join(c.message.get_content() for c in parts)
+    assert text.count("cahier") == 40  # nothing lost between the parts
+
+
 def test_rsa_signatures_come_from_openssl_and_are_the_bytes_dkimpy_itself_would_write(
         tmp_path):
     import hashlib
