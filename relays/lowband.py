@@ -16,6 +16,7 @@ import logging
 import quopri
 from datetime import datetime
 
+from listserv.delivery.dkim import signature_room
 from listserv.delivery.queue import queue_message
 from listserv.intake.commands import parse_commands
 from listserv.mail.compose import compose, to_bytes
@@ -113,12 +114,11 @@ def plan_parts(site, *, to: str, subject: str, text: str, budget: int, now: date
         return build_part(site, to=to, subject=subject_line, text=part, now=now,
                           in_reply_to=in_reply_to)
 
-    overhead = len(build("", subject + " (99/99)")) + len("[99/99]\n\n") + 40
-    room = budget - overhead
+    signed = signature_room(site.settings)  # added at hand-over, to every copy
+    overhead = len(build("", subject + " (99/99)")) + len("[99/99]\n\n") + 40 + signed
     reserve = _cost(flowed(footer) + "\n\n") if footer else 0
-    for _ in range(8):
-        if room - reserve < MIN_ROOM:
-            break
+
+    def planned(room: int) -> list[tuple[str, str]]:
         chunks = _pack(blocks, room)
         if footer:  # the footer goes with the last chunk, never alone
             if _cost(flowed(chunks[-1]) + "\n\n") + reserve > room:
@@ -126,14 +126,25 @@ def plan_parts(site, *, to: str, subject: str, text: str, budget: int, now: date
                     chunks[:-1] + _pack(chunks[-1].split("\n\n"), room - reserve)
             chunks[-1] = chunks[-1] + "\n\n" + footer
         total = len(chunks)
-        plan = [(subject, chunk) if total == 1 else
+        return [(subject, chunk) if total == 1 else
                 (f"{subject} ({n}/{total})", f"[{n}/{total}]\n\n{chunk}")
                 for n, chunk in enumerate(chunks, 1)]
-        over = max(len(build(part, line)) for line, part in plan) - budget
+
+    room = budget - overhead
+    for _ in range(8):
+        if room - reserve < MIN_ROOM:
+            break
+        plan = planned(room)
+        over = max(len(build(part, line)) for line, part in plan) + signed - budget
         if over <= 0:
             return plan
         room -= over + 16
-    raise ValueError(f"a budget of {budget} bytes leaves no room for text")
+    # The headers and signatures alone (about `overhead` bytes) leave the budget
+    # no room: the smallest parts that still carry text, rather than none.
+    log.warning("a budget of %d bytes is too small for %s's copies, whose headers and "
+                "DKIM signatures take about %d bytes: sent in parts of about %d bytes",
+                budget, to, overhead, overhead + MIN_ROOM + reserve)
+    return planned(MIN_ROOM + reserve)
 
 
 def split_message(site, *, to: str, subject: str, text: str, budget: int, now: datetime,

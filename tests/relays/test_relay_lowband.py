@@ -19,6 +19,7 @@ from relaykit import (
     write_relay_site,
 )
 
+from listserv.delivery.dkim import new_key
 from listserv.delivery.engine import deliver_pending
 from listserv.site.folder import Site
 from relays import dispatch, translation
@@ -59,6 +60,35 @@ def dispatched(site: Site, now, payload=None) -> dict:
         dispatch.dispatch_ready(site.db, site, now + timedelta(days=3))
     deliver_pending(site, now + timedelta(days=3))
     return site.db["relay_publications"].get(publication["id"])
+
+
+def test_signed_copies_are_under_the_budget_signatures_included(tmp_path, sink, now, caplog):
+    """With RSA and Ed25519 signatures (about 1,500 bytes a copy) each copy as
+    the reader receives it is still within the budget; a budget the headers and
+    signatures alone nearly fill still gets the publication, in the smallest
+    parts, and the log says why they are over it."""
+    folder = write_relay_site(tmp_path / "relay-s", smarthost=sink.port, languages=("fr",),
+                              translators={"fr": "tr@example.org"})
+    new_key(folder / "data" / "dkim.key")
+    new_key(folder / "data" / "dkim-ed25519.key", "ed25519")
+    with (folder / "listserv.toml").open("a", encoding="utf-8") as config:
+        config.write('[dkim]\nselector = "ls2026"\ned25519_selector = "ed2026"\n')
+    site = Site(folder)
+    add_recipients(site, now,
+                   {"who": "ana@example.org", "profile": "lowband", "language": "fr",
+                    "budget": 4000},
+                   {"who": "ben@example.net", "profile": "lowband", "language": "fr",
+                    "budget": 1500})
+    dispatched(site, now)
+    roomy = [c for c in sink.caught if "ana@example.org" in c.rcpt_tos]
+    assert len(roomy) > 2
+    assert all(c.data.count(b"DKIM-Signature:") == 2 for c in roomy)
+    assert all(len(c.data) <= 4000 for c in roomy), [len(c.data) for c in roomy]
+    tight = [c for c in sink.caught if "ben@example.net" in c.rcpt_tos]
+    assert len(tight) > len(roomy)  # everything, in more and smaller parts
+    text = "".join(wire_text(c.message) for c in tight)
+    assert all(f"Initiative number {n}" in text for n in range(12))
+    assert "a budget of 1500 bytes is too small" in caplog.text
 
 
 def test_every_copy_is_plain_text_at_72_columns_under_the_budget_in_numbered_parts(
