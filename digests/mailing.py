@@ -23,7 +23,7 @@ from listserv.delivery.autoreplies import may_reply
 from listserv.delivery.dkim import signature_room
 from listserv.delivery.notify import site_context
 from listserv.delivery.queue import queue_message
-from listserv.mail.compose import compose, sent_bytes
+from listserv.mail.compose import compose, sent_bytes, split_text
 from listserv.mail.headers import clean_header_value
 from listserv.mail.templates import render, render_mail
 
@@ -74,21 +74,6 @@ def narrow(text: str, width: int = 72) -> str:
         indent = line[:len(line) - len(line.lstrip())][:width // 2]
         lines += [indent + piece for piece in wrap(line, width - len(indent))]
     return "\n".join(lines)
-
-
-def split_text(text: str, room: int, cost=lambda line: len(line.encode("utf-8"))) -> list[str]:
-    """`text` cut between lines into pieces of at most `room`, each line
-    counted by `cost` (its UTF-8 bytes unless told)."""
-    pieces, current, size = [], [], 0
-    for line in text.splitlines(keepends=True):
-        length = cost(line)
-        if current and size + length > room:
-            pieces.append("".join(current))
-            current, size = [], 0
-        current.append(line)
-        size += length
-    pieces.append("".join(current))
-    return pieces
 
 
 def lowband_pieces(site, text: str, headers: list[tuple[str, str]]) -> list[str]:

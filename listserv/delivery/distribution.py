@@ -33,7 +33,7 @@ from listserv.archive.links import archived_at, list_archive
 from listserv.delivery import dmarc, queue
 from listserv.delivery.notify import forum_addresses
 from listserv.errors import MessageError
-from listserv.mail.compose import sent_bytes, to_bytes
+from listserv.mail.compose import sent_bytes, split_text, to_bytes
 from listserv.mail.headers import clean_header_value, decode_header_text
 from listserv.mail.message import LOOP_HEADER, OUR_HEADERS, raw_header
 from listserv.mail.text import (DANGEROUS_BLOCKS, decode_payload, html_to_text, is_clean_text_part, text_body)
@@ -196,13 +196,12 @@ def _set_text(part: Message, text: str, subtype: str) -> None:
 
 def render_lowband(raw: bytes, forum: dict, domain: str, budget: int,
                    sender_name: str = "",
-                   overhead: Callable[[str], int] | None = None) -> list[str]:
+                   overhead: Callable[[str], int] = lambda head: 1200) -> list[str]:
     """Plain text wrapped at 72 columns, no attachments, in parts of at most
     `budget` bytes each. Returns the text of each part ("From: ...\nSubject:
-    ...\n\n" and the part's text). With `overhead`, the bytes a part's message
-    takes besides its text (given that head: its headers, its signatures), the
-    text is cut by what it costs as sent (quoted-printable) so each part as
-    sent is within `budget`; without, 1,200 bytes are left for them."""
+    ...\n\n" and the part's text). `overhead(head)` is what a part's message
+    takes besides its text (its headers, its signatures); the text is counted
+    as it is sent (quoted-printable), so each part as sent is within `budget`."""
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
         subject = prefixed_subject(decode_header_text(message.get("Subject", "")),
@@ -223,24 +222,9 @@ def render_lowband(raw: bytes, forum: dict, domain: str, budget: int,
         lines += [f"  - {d}" for d in dropped]
     body = "\n".join(lines).strip() + "\n"
     header = f"From: {author}\nSubject: {subject}\n\n"
-    if overhead is None:
-        room, size, widest = max(budget - 1200, 500), _utf8_bytes, 4
-    else:  # the part line counts as text: "[part 99 of 99]\n\n"
-        room = max(budget - overhead(header) - sent_bytes(PART_LINE.format(99, 99)), 500)
-        size, widest = sent_bytes, 12  # a character is at most 12 bytes quoted-printable
-    chunks, current, used = [], "", 0
-    for line in body.splitlines(keepends=True):
-        cost = size(line)
-        if used + cost > room and current:
-            chunks.append(current)
-            current, used = "", 0
-        while cost > room:  # one enormous line
-            chunks.append(line[: room // widest])
-            line = line[room // widest:]
-            cost = size(line)
-        current += line
-        used += cost
-    chunks.append(current)
+    # lines are at most 72 characters, so none alone outgrows the room
+    room = max(budget - overhead(header) - sent_bytes(PART_LINE.format(99, 99)), 500)
+    chunks = split_text(body, room)
     if len(chunks) == 1:
         return [header + chunks[0]]
     return [f"{header}{PART_LINE.format(n, len(chunks))}{chunk}"
@@ -248,10 +232,6 @@ def render_lowband(raw: bytes, forum: dict, domain: str, budget: int,
 
 
 PART_LINE = "[part {} of {}]\n\n"
-
-
-def _utf8_bytes(line: str) -> int:
-    return len(line.encode("utf-8"))
 
 
 def _describe(part: Message) -> str:

@@ -63,3 +63,18 @@ def sent_bytes(line: str) -> int:
     """Bytes a line of text takes in a quoted-printable body, CRLF line ends
     included: what a byte budget (lowband parts) must count, not UTF-8."""
     return len(quopri.encodestring(line.encode("utf-8"))) + line.count("\n")
+
+
+def split_text(text: str, room: int, cost=sent_bytes) -> list[str]:
+    """`text` cut between lines into pieces of at most `room`, each line
+    counted by `cost` (what it takes as sent, unless told)."""
+    pieces, current, size = [], [], 0
+    for line in text.splitlines(keepends=True):
+        length = cost(line)
+        if current and size + length > room:
+            pieces.append("".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += length
+    pieces.append("".join(current))
+    return pieces
